@@ -1,0 +1,1 @@
+"""Inter-process plumbing: typed messages (`messages`) and IPC endpoints (`ports`)."""
