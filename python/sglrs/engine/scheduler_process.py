@@ -1,0 +1,120 @@
+"""The scheduler/worker process: receive requests, run engine steps, send tokens out.
+
+It blocks on its input socket only when the engine has nothing to do; otherwise it drains
+whatever arrived and runs the next step, so new requests join the batch at step boundaries.
+A failure while loading, or an exception in a step, is reported to the TokenizerManager as an
+ErrorMsg (the server then reports unhealthy) instead of leaving clients hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import traceback
+from typing import Any
+
+import zmq
+
+from sglrs.ipc import messages as msg
+from sglrs.server_args import ServerArgs
+
+logger = logging.getLogger(__name__)
+
+IDLE_CHECK_INTERVAL_S = 5.0
+
+
+def run_scheduler_process(server_args_json: str, endpoints: dict[str, str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and shuts us down
+    args = ServerArgs(**json.loads(server_args_json))
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s [scheduler] %(levelname)s %(message)s"
+    )
+    ctx = zmq.Context()
+    inbox = ctx.socket(zmq.PULL)
+    inbox.bind(endpoints["scheduler_input"])
+    to_detokenizer = ctx.socket(zmq.PUSH)
+    to_detokenizer.connect(endpoints["detokenizer_input"])
+    to_tokenizer = ctx.socket(zmq.PUSH)
+    to_tokenizer.connect(endpoints["tokenizer_input"])
+    try:
+        from sglrs.engine.engine_core import EngineCore
+
+        core = EngineCore(args)
+    except Exception as e:
+        logger.exception("failed to start the engine")
+        to_tokenizer.send(msg.encode(msg.ErrorMsg(where="startup", message=_describe(e))))
+        time.sleep(0.5)  # let the message leave before the context closes
+        ctx.destroy(linger=1000)
+        return
+    to_tokenizer.send(msg.encode(msg.ReadyMsg(info=core.info())))
+    loop = _Loop(core, inbox, to_detokenizer, to_tokenizer)
+    try:
+        loop.run()
+    except Exception as e:
+        logger.exception("the step loop failed")
+        to_tokenizer.send(msg.encode(msg.ErrorMsg(where="scheduler", message=_describe(e))))
+        time.sleep(0.5)
+    finally:
+        core.shutdown()
+        ctx.destroy(linger=1000)
+
+
+class _Loop:
+    def __init__(self, core: Any, inbox: Any, to_detokenizer: Any, to_tokenizer: Any) -> None:
+        self.core = core
+        self.inbox = inbox
+        self.to_detokenizer = to_detokenizer
+        self.to_tokenizer = to_tokenizer
+        self.running = True
+        self.last_check = time.monotonic()
+
+    def run(self) -> None:
+        while self.running:
+            self._receive(block=not self.core.has_work())
+            if not self.running:
+                break
+            outs = self.core.step()
+            self._emit(outs)
+            if not self.core.has_work() and time.monotonic() - self.last_check > 1.0:
+                self.core.check_integrity()  # cheap when idle; catches KV leaks early
+                self.last_check = time.monotonic()
+
+    def _receive(self, block: bool) -> None:
+        timeout_ms = int(IDLE_CHECK_INTERVAL_S * 1000) if block else 0
+        while self.inbox.poll(timeout_ms):
+            self._handle(msg.decode(self.inbox.recv()))
+            timeout_ms = 0
+
+    def _handle(self, message: msg.Message) -> None:
+        if isinstance(message, msg.GenerateReq):
+            self._emit(self.core.add_request(message))
+        elif isinstance(message, msg.AbortReq):
+            self._emit(self.core.abort(message.rid, message.abort_all, message.message))
+        elif isinstance(message, msg.ControlReq):
+            self.to_tokenizer.send(msg.encode(self._control(message)))
+        else:
+            logger.warning("scheduler: unexpected message %s", type(message).__name__)
+
+    def _control(self, req: msg.ControlReq) -> msg.ControlResp:
+        if req.kind == "flush_cache":
+            ok = self.core.flush_cache()
+            text = "" if ok else "cannot flush the cache while requests are running"
+            return msg.ControlResp(req_id=req.req_id, ok=ok, message=text)
+        if req.kind == "stats":
+            return msg.ControlResp(req_id=req.req_id, ok=True, payload=self.core.stats())
+        if req.kind == "shutdown":
+            self.running = False
+            return msg.ControlResp(req_id=req.req_id, ok=True)
+        return msg.ControlResp(req_id=req.req_id, ok=False, message=f"unknown control {req.kind}")
+
+    def _emit(self, outs: list[msg.TokenOut]) -> None:
+        if outs:
+            self.to_detokenizer.send(msg.encode(msg.BatchTokenOut(outs=outs)), copy=False)
+
+
+def _describe(e: BaseException) -> str:
+    last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(e).__name__}: {e}{where}"
