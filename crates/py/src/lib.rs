@@ -6,11 +6,15 @@
 use pyo3::prelude::*;
 
 mod buffers;
+mod grammar;
 mod radix;
+mod sched;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     radix::register(m)?;
+    grammar::register(m)?;
+    sched::register(m)?;
     Ok(())
 }

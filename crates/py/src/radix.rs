@@ -1,7 +1,510 @@
-//! Python bindings of `sglrs_radix` (filled in by the radix work).
+//! Python bindings of `sglrs_radix`: `RadixCache` (one radix tree + its KV slot allocator) and
+//! the opaque `RadixNode` handle.
+//!
+//! The cache also keeps one bit per slot saying "cached in the tree", so that bad input (a
+//! slot inserted twice, a tree slot freed by hand) is a `ValueError` instead of a corrupted
+//! cache. State sits behind a mutex so that calls that release the GIL stay safe when several
+//! Python threads share one cache.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use sglrs_radix::{NodeHandle, RadixError, RadixTree, SlotAllocator, SlotId};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::buffers;
+
+/// Inputs longer than this are processed with the GIL released (shorter calls are cheaper
+/// without the release/reacquire round trip).
+const HEAVY_TOKENS: usize = 4096;
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RadixCache>()?;
+    m.add_class::<RadixNode>()?;
     Ok(())
+}
+
+/// Opaque handle of a tree node, returned by `RadixCache.match_prefix`; pass it to `lock` and
+/// `unlock`. It goes stale when its node is evicted or the cache is reset.
+#[pyclass(frozen, eq, hash, module = "sglrs._core", name = "RadixNode")]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RadixNode {
+    cache: u64,
+    handle: NodeHandle,
+}
+
+#[pymethods]
+impl RadixNode {
+    fn __repr__(&self) -> String {
+        format!("RadixNode(cache={}, {:?})", self.cache, self.handle)
+    }
+}
+
+struct Inner {
+    tree: RadixTree,
+    alloc: SlotAllocator,
+    /// One bit per slot: set while the slot is cached in the tree.
+    in_tree: Vec<u64>,
+}
+
+/// A radix-tree KV cache: token prefixes -> KV slot ids, with LRU eviction of unlocked leaves,
+/// and the slot allocator those slots come from (`free + cached + held by callers ==
+/// capacity`).
+#[pyclass(frozen, module = "sglrs._core", name = "RadixCache")]
+pub struct RadixCache {
+    inner: Mutex<Inner>,
+    id: u64,
+    page_size: usize,
+    capacity: usize,
+}
+
+/// Why an insert was refused.
+enum InsertError {
+    Radix(RadixError),
+    Slot(String),
+}
+
+impl From<RadixError> for InsertError {
+    fn from(e: RadixError) -> Self {
+        Self::Radix(e)
+    }
+}
+
+fn value_error(e: RadixError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+#[pymethods]
+impl RadixCache {
+    #[new]
+    #[pyo3(signature = (capacity_tokens, page_size = 1))]
+    fn new(capacity_tokens: i64, page_size: i64) -> PyResult<Self> {
+        if page_size <= 0 {
+            return Err(PyValueError::new_err(format!(
+                "page_size must be >= 1, got {page_size}"
+            )));
+        }
+        if capacity_tokens <= 0 {
+            return Err(PyValueError::new_err(format!(
+                "capacity_tokens must be >= 1, got {capacity_tokens}"
+            )));
+        }
+        // Slots come back as int32.
+        if capacity_tokens > i64::from(i32::MAX) + 1 {
+            return Err(PyValueError::new_err(format!(
+                "capacity_tokens must be <= 2^31, got {capacity_tokens}"
+            )));
+        }
+        let (capacity, page_size) = (capacity_tokens as usize, page_size as usize);
+        if capacity < page_size {
+            return Err(PyValueError::new_err(format!(
+                "capacity_tokens ({capacity}) must hold at least one page of {page_size}"
+            )));
+        }
+        let alloc = SlotAllocator::try_new(capacity, page_size).map_err(value_error)?;
+        let capacity = alloc.capacity();
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                tree: RadixTree::try_new(page_size).map_err(value_error)?,
+                alloc,
+                in_tree: vec![0; capacity.div_ceil(64)],
+            }),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            page_size,
+            capacity,
+        })
+    }
+
+    #[getter]
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Longest cached prefix of `tokens` (whole pages): `(matched_len, slots, node)`. Marks the
+    /// path as recently used; `node` is what to `lock` while the slots are in use.
+    fn match_prefix<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: &Bound<'py, PyAny>,
+    ) -> PyResult<(usize, Bound<'py, PyArray1<i32>>, RadixNode)> {
+        let tokens = ids(tokens, "tokens")?;
+        let (n, slots, handle) = self.run(py, tokens.len() > HEAVY_TOKENS, |inner| {
+            // Sized for a full hit, so the walk never reallocates.
+            let mut slots = Vec::with_capacity(tokens.len());
+            let (n, h) = inner.tree.match_prefix(&tokens, &mut slots);
+            (n, slots, h)
+        })?;
+        let node = RadixNode {
+            cache: self.id,
+            handle,
+        };
+        Ok((n, to_numpy(py, slots), node))
+    }
+
+    /// Caches `tokens` with their `slot_ids` (slots the caller allocated from this cache);
+    /// returns how many leading tokens were already cached (the caller still owns its slots
+    /// for those, and for a tail shorter than a page). The tree owns the rest from now on.
+    fn insert(
+        &self,
+        py: Python<'_>,
+        tokens: &Bound<'_, PyAny>,
+        slot_ids: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let tokens = ids(tokens, "tokens")?;
+        let slots = ids(slot_ids, "slot_ids")?;
+        if tokens.len() != slots.len() {
+            return Err(value_error(RadixError::LengthMismatch {
+                tokens: tokens.len(),
+                slots: slots.len(),
+            }));
+        }
+        self.check_range(&slots, "slot_ids")?;
+        let page = self.page_size;
+        let result = self.run(py, tokens.len() > HEAVY_TOKENS, |inner| {
+            let Inner {
+                tree,
+                alloc,
+                in_tree,
+            } = inner;
+            tree.insert_checked(&tokens, &slots, |_, new| adopt(alloc, in_tree, new, page))
+                .map(|(cached, _)| cached)
+        })?;
+        result.map_err(|e| match e {
+            InsertError::Radix(e) => value_error(e),
+            InsertError::Slot(msg) => PyValueError::new_err(msg),
+        })
+    }
+
+    /// Adds a reference on `node` and its ancestors; locked nodes are never evicted.
+    fn lock(&self, py: Python<'_>, node: &RadixNode) -> PyResult<()> {
+        let h = self.own(node)?;
+        self.run(py, false, |inner| inner.tree.lock(h))?
+            .map_err(value_error)
+    }
+
+    /// Drops a reference taken by `lock`.
+    fn unlock(&self, py: Python<'_>, node: &RadixNode) -> PyResult<()> {
+        let h = self.own(node)?;
+        self.run(py, false, |inner| inner.tree.unlock(h))?
+            .map_err(value_error)
+    }
+
+    /// Evicts least recently used unlocked leaves until at least `num_tokens` slots are freed
+    /// (or nothing is evictable); the slots go back to this cache's allocator and are
+    /// returned for information.
+    fn evict<'py>(&self, py: Python<'py>, num_tokens: i64) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        let n = non_negative(num_tokens, "num_tokens")?;
+        let freed = self.run(py, true, |inner| {
+            let mut freed = Vec::new();
+            inner.tree.evict(n, &mut freed);
+            inner.alloc.free(&freed).map(|()| {
+                for &s in &freed {
+                    set_bit(&mut inner.in_tree, s, false);
+                }
+                freed
+            })
+        })?;
+        let freed = freed.map_err(|e| {
+            PyRuntimeError::new_err(format!("internal error: evicted slots not freeable: {e}"))
+        })?;
+        Ok(to_numpy(py, freed))
+    }
+
+    /// `n` free slots (`n` a multiple of `page_size`), or `None` if fewer are free.
+    fn alloc<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Option<Bound<'py, PyArray1<i32>>>> {
+        let n = non_negative(n, "n")?;
+        if n % self.page_size != 0 {
+            return Err(PyValueError::new_err(format!(
+                "n ({n}) must be a multiple of page_size ({})",
+                self.page_size
+            )));
+        }
+        let slots = self.run(py, false, |inner| inner.alloc.alloc(n))?;
+        Ok(slots.map(|s| to_numpy(py, s)))
+    }
+
+    /// Returns slots from `alloc` (whole pages when `page_size > 1`). Slots cached in the tree
+    /// are freed by `evict`/`reset`, never here.
+    fn free(&self, py: Python<'_>, slot_ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let slots = ids(slot_ids, "slot_ids")?;
+        self.check_range(&slots, "slot_ids")?;
+        self.run(py, slots.len() > HEAVY_TOKENS, |inner| {
+            if let Some(&s) = slots.iter().find(|&&s| get_bit(&inner.in_tree, s)) {
+                return Err(format!(
+                    "slot {s} is cached in the tree; evict() or reset() frees it"
+                ));
+            }
+            inner.alloc.free(&slots).map_err(|e| e.to_string())
+        })?
+        .map_err(PyValueError::new_err)
+    }
+
+    fn available(&self, py: Python<'_>) -> PyResult<usize> {
+        self.run(py, false, |inner| inner.alloc.available())
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn evictable_size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.run(py, false, |inner| inner.tree.evictable_size())
+    }
+
+    fn protected_size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.run(py, false, |inner| inner.tree.protected_size())
+    }
+
+    fn total_size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.run(py, false, |inner| inner.tree.total_size())
+    }
+
+    /// Cumulative counters: match_calls, queried_tokens, hit_tokens, inserted_tokens,
+    /// evicted_tokens.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.run(py, false, |inner| inner.tree.stats())?;
+        let d = PyDict::new(py);
+        d.set_item("match_calls", s.match_calls)?;
+        d.set_item("queried_tokens", s.queried_tokens)?;
+        d.set_item("hit_tokens", s.hit_tokens)?;
+        d.set_item("inserted_tokens", s.inserted_tokens)?;
+        d.set_item("evicted_tokens", s.evicted_tokens)?;
+        Ok(d)
+    }
+
+    /// Verifies the tree's invariants and the slot accounting (free and cached slots are
+    /// disjoint, free + cached <= capacity); raises RuntimeError describing a violation.
+    fn check_integrity(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, true, |inner| check_accounting(inner))?
+            .map_err(PyRuntimeError::new_err)
+    }
+
+    /// Drops every cached prefix and frees its slots (ValueError if any node is locked).
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, true, |inner| {
+            let mut freed = Vec::new();
+            inner.tree.reset(&mut freed).map_err(value_error_msg)?;
+            inner
+                .alloc
+                .free(&freed)
+                .map_err(|e| format!("internal error: cached slots not freeable: {e}"))?;
+            inner.in_tree.fill(0);
+            Ok(())
+        })?
+        .map_err(|e: String| {
+            if e.starts_with("internal error") {
+                PyRuntimeError::new_err(e)
+            } else {
+                PyValueError::new_err(e)
+            }
+        })
+    }
+
+    /// Heap bytes used by the tree (not the allocator).
+    fn memory_bytes(&self, py: Python<'_>) -> PyResult<usize> {
+        self.run(py, false, |inner| inner.tree.memory_bytes())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let (total, available) = self.run(py, false, |inner| {
+            (inner.tree.total_size(), inner.alloc.available())
+        })?;
+        Ok(format!(
+            "RadixCache(capacity_tokens={}, page_size={}, cached={total}, available={available})",
+            self.capacity, self.page_size
+        ))
+    }
+}
+
+impl RadixCache {
+    /// Runs `f` on the state, with the GIL released when `heavy`.
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        heavy: bool,
+        f: impl FnOnce(&mut Inner) -> T + Send,
+    ) -> PyResult<T> {
+        let call = || self.state().map(|mut inner| f(&mut inner));
+        let result = if heavy { py.detach(call) } else { call() };
+        result.map_err(PyRuntimeError::new_err)
+    }
+
+    fn state(&self) -> Result<MutexGuard<'_, Inner>, String> {
+        self.inner
+            .lock()
+            .map_err(|_| "RadixCache is unusable after an internal panic".to_string())
+    }
+
+    fn own(&self, node: &RadixNode) -> PyResult<NodeHandle> {
+        if node.cache != self.id {
+            return Err(PyValueError::new_err("node belongs to another RadixCache"));
+        }
+        Ok(node.handle)
+    }
+
+    fn check_range(&self, slots: &[SlotId], what: &str) -> PyResult<()> {
+        let max = slots.iter().copied().max().unwrap_or(0);
+        if !slots.is_empty() && max as usize >= self.capacity {
+            return Err(PyValueError::new_err(format!(
+                "{what}: slot {max} is out of range (capacity {})",
+                self.capacity
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn value_error_msg(e: RadixError) -> String {
+    e.to_string()
+}
+
+/// Accepts `new` (the slots an insert would hand to the tree) only if they are allocated,
+/// not already cached, not repeated, and whole pages; marks them as cached.
+fn adopt(
+    alloc: &SlotAllocator,
+    in_tree: &mut [u64],
+    new: &[SlotId],
+    page: usize,
+) -> Result<(), InsertError> {
+    let mut problem = None;
+    let mut marked = 0;
+    for (i, &s) in new.iter().enumerate() {
+        let offset = i % page;
+        if alloc.is_free(s) {
+            problem = Some(format!(
+                "slot {s} is free: insert only slots allocated by alloc()"
+            ));
+        } else if get_bit(in_tree, s) {
+            problem = Some(format!(
+                "slot {s} is already cached in the tree (or repeated)"
+            ));
+        } else if s as usize % page != offset || (offset > 0 && s != new[i - 1] + 1) {
+            problem = Some(format!(
+                "slot {s} at position {i} breaks page alignment: each page of {page} tokens \
+                 must be one allocated page"
+            ));
+        }
+        if problem.is_some() {
+            break;
+        }
+        set_bit(in_tree, s, true);
+        marked += 1;
+    }
+    match problem {
+        None => Ok(()),
+        Some(msg) => {
+            for &s in &new[..marked] {
+                set_bit(in_tree, s, false);
+            }
+            Err(InsertError::Slot(format!("slot_ids: {msg}")))
+        }
+    }
+}
+
+fn check_accounting(inner: &Inner) -> Result<(), String> {
+    inner.tree.check_integrity()?;
+    let mut slots = Vec::new();
+    inner.tree.cached_slots(&mut slots);
+    let marked: usize = inner.in_tree.iter().map(|w| w.count_ones() as usize).sum();
+    if marked != slots.len() {
+        return Err(format!(
+            "{marked} slots marked as cached but the tree holds {}",
+            slots.len()
+        ));
+    }
+    if let Some(&s) = slots.iter().find(|&&s| !get_bit(&inner.in_tree, s)) {
+        return Err(format!("tree slot {s} is not marked as cached"));
+    }
+    if let Some(&s) = slots.iter().find(|&&s| inner.alloc.is_free(s)) {
+        return Err(format!("slot {s} is both cached and free"));
+    }
+    let (free, cached, cap) = (inner.alloc.available(), slots.len(), inner.alloc.capacity());
+    if free + cached > cap {
+        return Err(format!(
+            "free ({free}) + cached ({cached}) > capacity ({cap})"
+        ));
+    }
+    Ok(())
+}
+
+#[inline]
+fn get_bit(bits: &[u64], s: SlotId) -> bool {
+    bits[s as usize / 64] >> (s % 64) & 1 == 1
+}
+
+#[inline]
+fn set_bit(bits: &mut [u64], s: SlotId, on: bool) {
+    let mask = 1u64 << (s % 64);
+    if on {
+        bits[s as usize / 64] |= mask;
+    } else {
+        bits[s as usize / 64] &= !mask;
+    }
+}
+
+fn non_negative(v: i64, what: &str) -> PyResult<usize> {
+    usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {v}")))
+}
+
+/// `s` as `u32` ids. The range check ORs all values together in one vectorized pass: a
+/// negative value or one >= 2^32 sets a high bit.
+fn ids_from_i64(s: &[i64], what: &str) -> PyResult<Vec<u32>> {
+    if s.iter().fold(0u64, |acc, &x| acc | x as u64) >> 32 != 0 {
+        return Err(out_of_range(s.iter().copied(), what));
+    }
+    Ok(s.iter().map(|&x| x as u32).collect())
+}
+
+/// `s` as `u32` ids; a negative value sets the sign bit of the OR of all values.
+fn ids_from_i32(s: &[i32], what: &str) -> PyResult<Vec<u32>> {
+    if s.iter().fold(0i32, |acc, &x| acc | x) < 0 {
+        return Err(out_of_range(s.iter().map(|&x| i64::from(x)), what));
+    }
+    Ok(s.iter().map(|&x| x as u32).collect())
+}
+
+fn out_of_range(mut values: impl Iterator<Item = i64>, what: &str) -> PyErr {
+    let bad = values.find(|&x| u32::try_from(x).is_err()).unwrap_or(-1);
+    PyValueError::new_err(format!(
+        "{what}: value {bad} is out of range (ids must be in 0..2^32)"
+    ))
+}
+
+/// Ids from an integer buffer. Contiguous 1-D int64/int32/uint32 numpy arrays take a
+/// vectorized path (one range check, one copy), bytes-like objects give one id per byte, and
+/// anything else goes through `buffers`.
+fn ids(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
+    // SAFETY (all three `as_slice` calls): we hold the GIL and copy the data out before any
+    // Python code can run, so nothing can mutate or free the array meanwhile.
+    if let Ok(a) = obj.cast::<PyArray1<i64>>() {
+        if let Ok(s) = unsafe { a.as_slice() } {
+            return ids_from_i64(s, what);
+        }
+    } else if let Ok(a) = obj.cast::<PyArray1<i32>>() {
+        if let Ok(s) = unsafe { a.as_slice() } {
+            return ids_from_i32(s, what);
+        }
+    } else if let Ok(a) = obj.cast::<PyArray1<u32>>() {
+        if let Ok(s) = unsafe { a.as_slice() } {
+            return Ok(s.to_vec());
+        }
+    }
+    // One id per byte (numpy.asarray would make a bytes object one string scalar).
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.as_bytes().iter().map(|&x| u32::from(x)).collect());
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(b.to_vec().into_iter().map(u32::from).collect());
+    }
+    buffers::to_u32_vec(obj, what)
+}
+
+fn to_numpy(py: Python<'_>, slots: Vec<u32>) -> Bound<'_, PyArray1<i32>> {
+    // Slots are < capacity <= 2^31.
+    PyArray1::from_vec(py, slots.into_iter().map(|s| s as i32).collect())
 }

@@ -16,6 +16,7 @@ from typing import Any
 
 import zmq
 
+from sglrs.engine.tokenizer_setup import load_server_tokenizer
 from sglrs.ipc import messages as msg
 from sglrs.sampling.params import SamplingParams
 from sglrs.server_args import ServerArgs
@@ -35,7 +36,7 @@ def run_detokenizer_process(server_args_json: str, endpoints: dict[str, str]) ->
     outbox = ctx.socket(zmq.PUSH)
     outbox.connect(endpoints["tokenizer_input"])
     try:
-        detok = Detokenizer(_load_tokenizer(args))
+        detok = Detokenizer(load_server_tokenizer(args))
         while True:
             message = msg.decode(inbox.recv())
             if isinstance(message, msg.BatchTokenOut):
@@ -45,14 +46,6 @@ def run_detokenizer_process(server_args_json: str, endpoints: dict[str, str]) ->
         outbox.send(msg.encode(msg.ErrorMsg(where="detokenizer", message=repr(e))))
     finally:
         ctx.destroy(linger=1000)
-
-
-def _load_tokenizer(args: ServerArgs) -> Any:
-    if args.skip_tokenizer_init:
-        return None
-    from sglrs.model_loader.tokenizer import load_tokenizer
-
-    return load_tokenizer(args.model_path, args.tokenizer_path, chat_template=args.chat_template)
 
 
 class Detokenizer:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sglrs.engine.detokenizer_process import run_detokenizer_process
 from sglrs.engine.scheduler_process import run_scheduler_process
+from sglrs.engine.tokenizer_setup import load_server_tokenizer
 from sglrs.ipc.ports import PortArgs
 from sglrs.server_args import ServerArgs
 from sglrs.serving.tokenizer_manager import MetricsHooks, TokenizerManager
@@ -60,14 +61,7 @@ class Runtime:
             proc = ctx.Process(target=target, args=(args_json, endpoints), name=name, daemon=True)
             proc.start()
             self._processes.append(proc)
-        if not self.server_args.skip_tokenizer_init:
-            from sglrs.model_loader.tokenizer import load_tokenizer
-
-            self.tokenizer = load_tokenizer(
-                self.server_args.model_path,
-                self.server_args.tokenizer_path,
-                chat_template=self.server_args.chat_template,
-            )
+        self.tokenizer = load_server_tokenizer(self.server_args)
 
     async def attach(self, metrics: MetricsHooks | None = None) -> TokenizerManager:
         """Create the TokenizerManager in the running loop and wait until the model is loaded."""

@@ -42,13 +42,14 @@ def run_scheduler_process(server_args_json: str, endpoints: dict[str, str]) -> N
         from sglrs.engine.engine_core import EngineCore
 
         core = EngineCore(args)
+        ready = msg.ReadyMsg(info=core.info())
     except Exception as e:
         logger.exception("failed to start the engine")
         to_tokenizer.send(msg.encode(msg.ErrorMsg(where="startup", message=_describe(e))))
         time.sleep(0.5)  # let the message leave before the context closes
         ctx.destroy(linger=1000)
         return
-    to_tokenizer.send(msg.encode(msg.ReadyMsg(info=core.info())))
+    to_tokenizer.send(msg.encode(ready))
     loop = _Loop(core, inbox, to_detokenizer, to_tokenizer)
     try:
         loop.run()

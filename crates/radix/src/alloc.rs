@@ -1,0 +1,255 @@
+//! The KV slot allocator: a free list of pages over `0..capacity`.
+
+use crate::error::RadixError;
+use crate::SlotId;
+
+/// KV slot allocator: a free list over `0..capacity`. With `page_size > 1` it hands out and
+/// takes back whole pages (the slots of page `p` are `p * page_size .. (p + 1) * page_size`).
+#[derive(Debug, Clone)]
+pub struct SlotAllocator {
+    page_size: usize,
+    num_pages: usize,
+    /// Free pages, used as a stack: the most recently freed page is handed out first.
+    free_pages: Vec<u32>,
+    /// One bit per page: set while the page is free (catches double frees).
+    is_free: Vec<u64>,
+}
+
+impl SlotAllocator {
+    /// `capacity_tokens` slots rounded down to whole pages, all free.
+    ///
+    /// # Panics
+    /// If `page_size` is 0 or the capacity exceeds `u32` slot ids (see
+    /// [`SlotAllocator::try_new`]).
+    pub fn new(capacity_tokens: usize, page_size: usize) -> Self {
+        match Self::try_new(capacity_tokens, page_size) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`SlotAllocator::new`], with a zero page size or a capacity beyond `u32::MAX`
+    /// slots reported as an error.
+    pub fn try_new(capacity_tokens: usize, page_size: usize) -> Result<Self, RadixError> {
+        if page_size == 0 {
+            return Err(RadixError::InvalidPageSize);
+        }
+        let num_pages = capacity_tokens / page_size;
+        if num_pages * page_size > u32::MAX as usize {
+            return Err(RadixError::SlotOutOfRange {
+                slot: u32::MAX,
+                capacity: capacity_tokens,
+            });
+        }
+        // Reversed, so that the first allocations get the low slots.
+        let free_pages = (0..num_pages as u32).rev().collect();
+        let mut is_free = vec![u64::MAX; num_pages.div_ceil(64)];
+        if num_pages % 64 != 0 {
+            *is_free.last_mut().expect("non-empty") = (1u64 << (num_pages % 64)) - 1;
+        }
+        Ok(Self {
+            page_size,
+            num_pages,
+            free_pages,
+            is_free,
+        })
+    }
+
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Total slots (whole pages).
+    pub fn capacity(&self) -> usize {
+        self.num_pages * self.page_size
+    }
+
+    /// Free slots.
+    pub fn available(&self) -> usize {
+        self.free_pages.len() * self.page_size
+    }
+
+    /// Whether `slot` is in range and currently free.
+    pub fn is_free(&self, slot: SlotId) -> bool {
+        let page = slot as usize / self.page_size;
+        page < self.num_pages && self.page_bit(page)
+    }
+
+    /// Appends `n` slots to `out` (`n` a multiple of `page_size`); `false` (and `out`
+    /// untouched) when `n` is not a multiple of the page size or not enough slots are free.
+    pub fn alloc_into(&mut self, n: usize, out: &mut Vec<SlotId>) -> bool {
+        if n % self.page_size != 0 || n > self.available() {
+            return false;
+        }
+        let pages = n / self.page_size;
+        let start = self.free_pages.len() - pages;
+        out.reserve(n);
+        for i in (start..self.free_pages.len()).rev() {
+            let page = self.free_pages[i] as usize;
+            self.set_page_bit(page, false);
+            let first = (page * self.page_size) as SlotId;
+            out.extend(first..first + self.page_size as SlotId);
+        }
+        self.free_pages.truncate(start);
+        true
+    }
+
+    /// `n` slots (`n` a multiple of `page_size`), or `None` when that is not possible.
+    pub fn alloc(&mut self, n: usize) -> Option<Vec<SlotId>> {
+        let mut out = Vec::new();
+        self.alloc_into(n, &mut out).then_some(out)
+    }
+
+    /// Returns slots (whole pages when `page_size > 1`). An error on a double free, an
+    /// out-of-range slot or a partial page, with nothing freed.
+    pub fn free(&mut self, slots: &[SlotId]) -> Result<(), RadixError> {
+        let page_size = self.page_size;
+        if slots.len() % page_size != 0 {
+            let slot = slots[slots.len() / page_size * page_size];
+            return Err(RadixError::PartialPage { slot, page_size });
+        }
+        // Validate and mark in one pass; on an error, unmark what this call marked.
+        for (i, chunk) in slots.chunks_exact(page_size).enumerate() {
+            if let Err(e) = self.check_page(chunk) {
+                for done in slots[..i * page_size].chunks_exact(page_size) {
+                    self.set_page_bit(done[0] as usize / page_size, false);
+                }
+                return Err(e);
+            }
+            self.set_page_bit(chunk[0] as usize / page_size, true);
+        }
+        self.free_pages.extend(
+            slots
+                .chunks_exact(page_size)
+                .map(|c| c[0] / page_size as u32),
+        );
+        Ok(())
+    }
+
+    /// `chunk` (one page worth of slots) is a whole, allocated page.
+    fn check_page(&self, chunk: &[SlotId]) -> Result<(), RadixError> {
+        let first = chunk[0];
+        if first as usize >= self.capacity() {
+            return Err(RadixError::SlotOutOfRange {
+                slot: first,
+                capacity: self.capacity(),
+            });
+        }
+        if first as usize % self.page_size != 0 {
+            return Err(RadixError::PartialPage {
+                slot: first,
+                page_size: self.page_size,
+            });
+        }
+        if let Some(pos) = (1..chunk.len()).find(|&k| chunk[k] != first + k as SlotId) {
+            return Err(RadixError::PartialPage {
+                slot: chunk[pos],
+                page_size: self.page_size,
+            });
+        }
+        if self.page_bit(first as usize / self.page_size) {
+            return Err(RadixError::DoubleFree { slot: first });
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn page_bit(&self, page: usize) -> bool {
+        self.is_free[page / 64] >> (page % 64) & 1 == 1
+    }
+
+    #[inline]
+    fn set_page_bit(&mut self, page: usize, free: bool) {
+        let mask = 1u64 << (page % 64);
+        if free {
+            self.is_free[page / 64] |= mask;
+        } else {
+            self.is_free[page / 64] &= !mask;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_low_slots_first_and_reuses() {
+        let mut a = SlotAllocator::new(10, 1);
+        assert_eq!(a.alloc(3), Some(vec![0, 1, 2]));
+        assert_eq!(a.available(), 7);
+        a.free(&[1]).unwrap();
+        assert_eq!(a.alloc(1), Some(vec![1]));
+        assert_eq!(a.alloc(8), None);
+        assert_eq!(a.available(), 7);
+        let mut out = vec![99];
+        assert!(a.alloc_into(7, &mut out));
+        assert_eq!(out.len(), 8);
+        assert_eq!(a.available(), 0);
+    }
+
+    #[test]
+    fn pages_are_whole() {
+        let mut a = SlotAllocator::new(10, 4);
+        assert_eq!(a.capacity(), 8);
+        assert_eq!(a.alloc(3), None);
+        let s = a.alloc(8).unwrap();
+        assert_eq!(s, vec![0, 1, 2, 3, 4, 5, 6, 7]);
+        let before = a.clone();
+        assert!(matches!(
+            a.free(&s[..3]),
+            Err(RadixError::PartialPage { .. })
+        ));
+        assert!(matches!(
+            a.free(&[4, 5, 7, 6]),
+            Err(RadixError::PartialPage { .. })
+        ));
+        assert!(matches!(
+            a.free(&[1, 2, 3, 4]),
+            Err(RadixError::PartialPage { .. })
+        ));
+        assert_eq!(a.available(), before.available());
+        a.free(&s[4..]).unwrap();
+        assert!(a.is_free(4) && !a.is_free(0));
+        assert_eq!(a.alloc(4), Some(vec![4, 5, 6, 7]));
+    }
+
+    #[test]
+    fn double_free_and_range_leave_nothing_freed() {
+        let mut a = SlotAllocator::new(4, 1);
+        let s = a.alloc(4).unwrap();
+        a.free(&s[..1]).unwrap();
+        assert_eq!(a.free(&[2, 0]), Err(RadixError::DoubleFree { slot: 0 }));
+        assert_eq!(a.free(&[2, 2]), Err(RadixError::DoubleFree { slot: 2 }));
+        assert!(matches!(
+            a.free(&[3, 9]),
+            Err(RadixError::SlotOutOfRange { slot: 9, .. })
+        ));
+        assert_eq!(a.available(), 1);
+        assert!(!a.is_free(2) && !a.is_free(3));
+        a.free(&[2, 3, 1]).unwrap();
+        assert_eq!(a.available(), 4);
+    }
+
+    #[test]
+    fn zero_page_size_is_an_error() {
+        assert_eq!(
+            SlotAllocator::try_new(8, 0).unwrap_err(),
+            RadixError::InvalidPageSize
+        );
+    }
+
+    #[test]
+    fn capacity_not_multiple_of_64_pages() {
+        let mut a = SlotAllocator::new(70, 1);
+        assert_eq!(a.alloc(70).map(|v| v.len()), Some(70));
+        assert!(!a.is_free(69) && !a.is_free(70));
+        assert_eq!(
+            a.free(&[70]),
+            Err(RadixError::SlotOutOfRange {
+                slot: 70,
+                capacity: 70
+            })
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Unit tests of `RadixTree` (split, paging, locks, eviction order, stale handles, deep trees).
+
+use super::*;
+use crate::SlotAllocator;
+
+fn seq(r: std::ops::Range<u32>) -> Vec<u32> {
+    r.collect()
+}
+
+fn matched(t: &mut RadixTree, tokens: &[u32]) -> (usize, Vec<u32>, NodeHandle) {
+    let mut out = Vec::new();
+    let (n, h) = t.match_prefix(tokens, &mut out);
+    assert_eq!(n, out.len());
+    t.check_integrity().unwrap();
+    (n, out, h)
+}
+
+#[test]
+fn insert_then_match_and_split() {
+    let mut t = RadixTree::new(1);
+    assert_eq!(t.insert(&[1, 2, 3, 4], &[10, 11, 12, 13]).unwrap(), 0);
+    assert_eq!(t.insert(&[1, 2, 3, 4], &[20, 21, 22, 23]).unwrap(), 4);
+    assert_eq!(t.node_count(), 2);
+    // A match ending inside the edge splits it.
+    let (n, slots, h) = matched(&mut t, &[1, 2, 9]);
+    assert_eq!((n, slots), (2, vec![10, 11]));
+    assert_eq!(t.node_count(), 3);
+    assert_ne!(h, t.root());
+    // Insert a branch at the split point.
+    assert_eq!(t.insert(&[1, 2, 7, 8], &[30, 31, 32, 33]).unwrap(), 2);
+    assert_eq!(t.total_size(), 6);
+    assert_eq!(matched(&mut t, &[1, 2, 7, 8, 9]).1, vec![10, 11, 32, 33]);
+    assert_eq!(matched(&mut t, &[1, 2, 3, 4]).1, vec![10, 11, 12, 13]);
+    assert_eq!(matched(&mut t, &[5]).0, 0);
+    assert_eq!(matched(&mut t, &[]).2, t.root());
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn insert_prefix_of_existing_edge_splits() {
+    let mut t = RadixTree::new(1);
+    t.insert(&[1, 2, 3], &[1, 2, 3]).unwrap();
+    let (cached, h) = t.insert_and_match(&[1, 2], &[7, 8]).unwrap();
+    assert_eq!(cached, 2);
+    t.lock(h).unwrap();
+    assert_eq!((t.protected_size(), t.evictable_size()), (2, 1));
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn length_mismatch_is_an_error() {
+    let mut t = RadixTree::new(1);
+    assert_eq!(
+        t.insert(&[1, 2], &[1]),
+        Err(RadixError::LengthMismatch {
+            tokens: 2,
+            slots: 1
+        })
+    );
+    assert_eq!(t.total_size(), 0);
+}
+
+#[test]
+fn rejected_insert_leaves_tree_untouched() {
+    let mut t = RadixTree::new(1);
+    t.insert(&[1, 2, 3], &[1, 2, 3]).unwrap();
+    let r: Result<_, RadixError> = t.insert_checked(&[1, 2, 9], &[0, 0, 9], |cached, new| {
+        assert_eq!((cached, new), (2, &[9][..]));
+        Err(RadixError::DoubleFree { slot: 9 })
+    });
+    assert!(r.is_err());
+    assert_eq!((t.node_count(), t.total_size()), (2, 3));
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn paging_matches_whole_pages_only() {
+    let mut t = RadixTree::new(4);
+    // The tail past the last whole page is not cached.
+    assert_eq!(t.insert(&seq(0..10), &seq(100..110)).unwrap(), 0);
+    assert_eq!(t.total_size(), 8);
+    // A difference inside the second page matches only the first.
+    let mut q = seq(0..8);
+    q[6] = 99;
+    let (n, slots, _) = matched(&mut t, &q);
+    assert_eq!((n, slots), (4, seq(100..104)));
+    // Children differing only after the first token of a page are distinct.
+    assert_eq!(
+        t.insert(&[0, 1, 2, 3, 4, 5, 9, 9], &seq(200..208)).unwrap(),
+        4
+    );
+    assert_eq!(
+        t.insert(&[0, 1, 2, 3, 4, 5, 9, 8], &seq(300..308)).unwrap(),
+        4
+    );
+    assert_eq!(
+        matched(&mut t, &[0, 1, 2, 3, 4, 5, 9, 8, 1]).1[4..],
+        seq(304..308)[..]
+    );
+    assert_eq!(matched(&mut t, &[0, 1, 2]).0, 0);
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn lock_protects_from_eviction() {
+    let mut t = RadixTree::new(1);
+    let (_, h) = t.insert_and_match(&[1, 2, 3], &[1, 2, 3]).unwrap();
+    t.insert(&[4, 5], &[4, 5]).unwrap();
+    t.lock(h).unwrap();
+    t.lock(h).unwrap();
+    assert_eq!((t.evictable_size(), t.protected_size()), (2, 3));
+    let mut freed = Vec::new();
+    assert_eq!(t.evict(100, &mut freed), 2);
+    assert_eq!(freed, vec![4, 5]);
+    t.unlock(h).unwrap();
+    assert_eq!(t.evict(100, &mut freed), 0);
+    t.unlock(h).unwrap();
+    assert_eq!(t.unlock(h), Err(RadixError::NotLocked));
+    assert_eq!(t.evict(1, &mut freed), 3);
+    assert_eq!(t.lock(h), Err(RadixError::StaleHandle));
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn split_keeps_handles_and_lock_counts() {
+    let mut t = RadixTree::new(1);
+    let (_, h) = t.insert_and_match(&[1, 2, 3, 4], &[1, 2, 3, 4]).unwrap();
+    t.lock(h).unwrap();
+    // Split the locked edge; the handle still names the lower part.
+    let (_, upper) = t.match_prefix(&[1, 2], &mut Vec::new());
+    assert_ne!(upper, h);
+    assert_eq!(t.protected_size(), 4);
+    t.check_integrity().unwrap();
+    t.unlock(h).unwrap();
+    assert_eq!((t.protected_size(), t.evictable_size()), (0, 4));
+    assert_eq!(t.unlock(upper), Err(RadixError::NotLocked));
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn evicts_least_recently_used_first() {
+    let mut t = RadixTree::new(1);
+    t.insert(&[1, 1], &[10, 11]).unwrap();
+    t.insert(&[2, 2], &[20, 21]).unwrap();
+    t.insert(&[3, 3], &[30, 31]).unwrap();
+    // Touch [1, 1] so that [2, 2] becomes the oldest.
+    matched(&mut t, &[1, 1]);
+    let mut freed = Vec::new();
+    assert_eq!(t.evict(1, &mut freed), 2);
+    assert_eq!(freed, vec![20, 21]);
+    assert_eq!(t.evict(3, &mut freed), 4);
+    assert_eq!(freed, vec![20, 21, 30, 31, 10, 11]);
+    assert_eq!(t.stats().evicted_tokens, 6);
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn parent_becomes_candidate_after_its_children() {
+    let mut t = RadixTree::new(1);
+    t.insert(&[1, 2, 3], &[1, 2, 3]).unwrap();
+    t.insert(&[1, 2, 4], &[1, 2, 4]).unwrap(); // splits: [1 2] -> {[3], [4]}
+    t.insert(&[9], &[9]).unwrap(); // newest
+    let mut freed = Vec::new();
+    // [3] (touched by the second insert's walk, before the split created [4]) goes first,
+    // then [4]; their parent [1 2] is then an unlocked leaf older than [9].
+    t.evict(3, &mut freed);
+    assert_eq!(freed, vec![3, 4, 1, 2]);
+    t.evict(1, &mut freed);
+    assert_eq!(freed, vec![3, 4, 1, 2, 9]);
+    assert_eq!(t.node_count(), 1);
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn stale_and_foreign_handles_are_errors() {
+    let mut t = RadixTree::new(1);
+    let mut other = RadixTree::new(1);
+    let (_, h) = t.insert_and_match(&[1], &[1]).unwrap();
+    assert_eq!(other.lock(h), Err(RadixError::ForeignHandle));
+    t.evict(1, &mut Vec::new());
+    // The arena slot is reused with a new generation.
+    let (_, h2) = t.insert_and_match(&[2], &[2]).unwrap();
+    assert_eq!(h2.index, h.index);
+    assert_eq!(t.lock(h), Err(RadixError::StaleHandle));
+    assert_eq!(t.unlock(h), Err(RadixError::StaleHandle));
+    t.lock(h2).unwrap();
+    assert_eq!(
+        t.reset(&mut Vec::new()),
+        Err(RadixError::Locked {
+            protected_tokens: 1
+        })
+    );
+    t.unlock(h2).unwrap();
+    let mut freed = Vec::new();
+    t.reset(&mut freed).unwrap();
+    assert_eq!(freed, vec![2]);
+    assert_eq!(t.lock(h2), Err(RadixError::StaleHandle));
+    // The root is always valid; locking it is a no-op.
+    t.lock(t.root()).unwrap();
+    t.unlock(t.root()).unwrap();
+    assert_eq!(t.total_size(), 0);
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn zero_page_size_is_an_error() {
+    assert_eq!(
+        RadixTree::try_new(0).unwrap_err(),
+        RadixError::InvalidPageSize
+    );
+}
+
+#[test]
+fn deep_chain_of_ten_thousand_branches() {
+    const DEPTH: u32 = 10_000;
+    let mut t = RadixTree::new(1);
+    let base = seq(0..DEPTH);
+    t.insert(&base, &base).unwrap();
+    // Branch off at every depth, deepest first (so each insert walks one long edge): the
+    // result is a chain of 10,000 one-token nodes, each with a one-token leaf beside it.
+    for d in (0..DEPTH).rev() {
+        let mut tokens = base[..d as usize].to_vec();
+        tokens.push(DEPTH + d);
+        let mut slots = base[..d as usize].to_vec();
+        slots.push(2 * DEPTH - 1 - d);
+        assert_eq!(t.insert(&tokens, &slots).unwrap(), d as usize);
+    }
+    assert_eq!(t.node_count(), 1 + 2 * DEPTH as usize);
+    t.check_integrity().unwrap();
+    let (n, slots, deepest) = matched(&mut t, &base);
+    assert_eq!((n, slots), (DEPTH as usize, base.clone()));
+    t.lock(deepest).unwrap();
+    assert_eq!(t.protected_size(), DEPTH as usize);
+    t.unlock(deepest).unwrap();
+    let mut freed = Vec::new();
+    assert_eq!(t.evict(usize::MAX, &mut freed), 2 * DEPTH as usize);
+    assert_eq!(t.node_count(), 1);
+    t.check_integrity().unwrap();
+    drop(t);
+}
+
+#[test]
+fn prompt_of_128k_tokens() {
+    const LEN: u32 = 128 * 1024;
+    let mut t = RadixTree::new(16);
+    let tokens = seq(0..LEN);
+    assert_eq!(t.insert(&tokens, &tokens).unwrap(), 0);
+    let mut q = tokens.clone();
+    q[LEN as usize / 2 + 3] = u32::MAX;
+    let (n, slots, h) = matched(&mut t, &q);
+    assert_eq!(n, LEN as usize / 2);
+    assert_eq!(slots[..], tokens[..n]);
+    t.lock(h).unwrap();
+    let mut freed = Vec::new();
+    assert_eq!(t.evict(1, &mut freed), LEN as usize / 2);
+    t.unlock(h).unwrap();
+    t.check_integrity().unwrap();
+    assert!(t.memory_bytes() / t.total_size() <= 16);
+}
+
+#[test]
+fn memory_per_token_is_small() {
+    let mut t = RadixTree::new(1);
+    // 200 requests of 1,000 tokens sharing a 500-token prefix.
+    let mut slot = 0;
+    for r in 0..200u32 {
+        let mut tokens = seq(0..500);
+        tokens.extend(seq(10_000 * (r + 1)..10_000 * (r + 1) + 500));
+        let slots = seq(slot..slot + 1000);
+        slot += 1000;
+        t.insert(&tokens, &slots).unwrap();
+    }
+    let per_token = t.memory_bytes() as f64 / t.total_size() as f64;
+    assert!(per_token <= 9.0, "{per_token} bytes per token");
+}
+
+#[test]
+fn allocator_and_tree_account_for_every_slot() {
+    const CAP: usize = 64;
+    let mut a = SlotAllocator::new(CAP, 4);
+    let mut t = RadixTree::new(4);
+    let mut held: Vec<u32> = Vec::new(); // what "requests" hold beyond the tree
+    let conserved = |a: &SlotAllocator, t: &RadixTree, held: &[u32]| {
+        assert_eq!(a.available() + t.total_size() + held.len(), a.capacity());
+    };
+    for r in 0..20u32 {
+        // A request: shared 8-token prefix + 8 own tokens + a 2-token unpageable tail.
+        let mut tokens = vec![7; 8];
+        tokens.extend((0..10).map(|i| r * 100 + i));
+        let mut prefix = Vec::new();
+        let (cached, node) = t.match_prefix(&tokens, &mut prefix);
+        t.lock(node).unwrap();
+        let need = (tokens.len() - cached).div_ceil(4) * 4;
+        let mut own = Vec::new();
+        if !a.alloc_into(need, &mut own) {
+            let mut freed = Vec::new();
+            t.evict(need - a.available(), &mut freed);
+            a.free(&freed).unwrap();
+            assert!(a.alloc_into(need, &mut own));
+        }
+        held.extend(&own);
+        conserved(&a, &t, &held);
+        // Finish: cache the pageable part, free the duplicates and the tail.
+        let mut row = prefix.clone();
+        row.extend(&own[..tokens.len() - cached]);
+        let (already, _) = t.insert_and_match(&tokens, &row).unwrap();
+        let adopted = (tokens.len() / 4 * 4).saturating_sub(already);
+        let own_dups = already - cached;
+        let mut to_free = own[..own_dups].to_vec();
+        to_free.extend(&own[own_dups + adopted..]);
+        a.free(&to_free).unwrap();
+        held.clear();
+        t.unlock(node).unwrap();
+        conserved(&a, &t, &held);
+        t.check_integrity().unwrap();
+    }
+    let mut freed = Vec::new();
+    t.reset(&mut freed).unwrap();
+    a.free(&freed).unwrap();
+    assert_eq!(a.available(), CAP);
+}

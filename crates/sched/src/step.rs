@@ -1,0 +1,180 @@
+//! `schedule`: choose the step (prefill-priority, or mixed) and write its plan.
+
+use crate::error::SchedError;
+use crate::plan::{StepKind, StepPlan};
+use crate::scheduler::{Inflight, Scheduler};
+
+impl Scheduler {
+    /// Plans the next step into `plan` (cleared first; its buffers are reused). Every plan, an
+    /// idle one too, is answered by one `update` before the next `schedule` (an idle plan's
+    /// update takes no tokens and reports the aborts since the last one).
+    ///
+    /// Without `enable_mixed_chunk` a step is a prefill step whenever anything can be
+    /// prefilled (the chunked request or new admissions), else a decode step of every running
+    /// request. With it, the running requests decode in the same batch as the prefill work.
+    pub fn schedule_into(&mut self, plan: &mut StepPlan) -> Result<(), SchedError> {
+        if self.inflight_active {
+            return Err(SchedError::StepInFlight);
+        }
+        plan.clear();
+        self.round += 1;
+        self.batch.clear();
+        let mut decode_ready = false;
+        if self.cfg.enable_mixed_chunk && !self.running.is_empty() {
+            self.prepare_decode()?;
+            decode_ready = true;
+        }
+        let num_decode = if decode_ready { self.running.len() } else { 0 };
+        self.admit(num_decode)?;
+        let has_prefill = !self.batch.is_empty();
+        if !has_prefill && !decode_ready && !self.running.is_empty() {
+            self.prepare_decode()?;
+            decode_ready = true;
+        }
+        let has_decode = decode_ready && !self.running.is_empty();
+        plan.kind = match (has_prefill, has_decode) {
+            (true, true) => StepKind::Mixed,
+            (true, false) => StepKind::Prefill,
+            (false, true) => StepKind::Decode,
+            (false, false) => StepKind::Idle,
+        };
+        if has_decode {
+            self.batch.extend(self.running.iter().map(|&i| (i, 1)));
+            self.ratio.on_decode_step();
+        } else if plan.kind == StepKind::Idle {
+            self.ratio.on_idle();
+        }
+        self.write_plan(plan);
+        plan.finished_ids.append(&mut self.pending_finished);
+        plan.aborted_ids.append(&mut self.pending_aborted);
+        plan.retracted_ids.append(&mut self.pending_retracted);
+        Ok(())
+    }
+
+    /// Convenience: plans the next step into a new `StepPlan`.
+    pub fn schedule(&mut self) -> Result<StepPlan, SchedError> {
+        let mut plan = StepPlan::default();
+        self.schedule_into(&mut plan)?;
+        Ok(plan)
+    }
+
+    /// Writes `self.batch` (request, new tokens) into the plan's flat arrays and records it
+    /// as the step in flight.
+    fn write_plan(&mut self, plan: &mut StepPlan) {
+        let emit_kv = self.cfg.emit_kv_indices;
+        let (mut tokens, mut table, mut kv) = (0, 0, 0);
+        for &(i, extend) in &self.batch {
+            let r = self.slab.get(i);
+            tokens += extend;
+            table += r.kv_len + extend - r.table_dirty_from;
+            kv += r.kv_len + extend;
+        }
+        plan.reserve(self.batch.len(), tokens, table, emit_kv.then_some(kv));
+        plan.qo_indptr.push(0);
+        plan.table_indptr.push(0);
+        if emit_kv {
+            plan.kv_indptr.push(0);
+        }
+        self.inflight.clear();
+        for &(i, extend) in &self.batch {
+            let r = self.slab.get_mut(i);
+            let (prefix, seq) = (r.kv_len, r.kv_len + extend);
+            debug_assert_eq!(r.slots.len(), seq);
+            let row = r.row.expect("an admitted request has a table row") as i32;
+            plan.req_ids.push(r.id);
+            plan.req_pool_indices.push(row);
+            plan.prefix_lens.push(prefix as i32);
+            plan.extend_lens.push(extend as i32);
+            plan.seq_lens.push(seq as i32);
+            plan.qo_indptr
+                .push(plan.input_ids.len() as i32 + extend as i32);
+            plan.input_ids
+                .extend(r.tokens[prefix..seq].iter().map(|&t| t as i32));
+            plan.positions.extend(prefix as i32..seq as i32);
+            plan.out_cache_loc
+                .extend(r.slots[prefix..seq].iter().map(|&s| s as i32));
+            plan.table_rows.push(row);
+            plan.table_starts.push(r.table_dirty_from as i32);
+            plan.table_slots
+                .extend(r.slots[r.table_dirty_from..seq].iter().map(|&s| s as i32));
+            plan.table_indptr.push(plan.table_slots.len() as i32);
+            r.table_dirty_from = seq;
+            if emit_kv {
+                plan.kv_indices
+                    .extend(r.slots[..seq].iter().map(|&s| s as i32));
+                plan.kv_indptr.push(plan.kv_indices.len() as i32);
+            }
+            let sample = seq == r.tokens.len();
+            plan.sample_mask.push(sample);
+            self.inflight.push(Inflight {
+                idx: i,
+                extend,
+                sample,
+                alive: true,
+            });
+        }
+        self.inflight_active = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{RequestOptions, Scheduler, SchedulerConfig, StepKind};
+
+    #[test]
+    fn shared_prefix_is_adopted_and_rewritten_in_the_table() {
+        let mut s = Scheduler::new(SchedulerConfig::new(64)).unwrap();
+        let prompt: Vec<u32> = (10..18).collect();
+        for id in [1, 2] {
+            s.add_request(id, prompt.clone(), 4, RequestOptions::default())
+                .unwrap();
+        }
+        let plan = s.schedule().unwrap();
+        assert_eq!((plan.kind, plan.batch_size()), (StepKind::Prefill, 2));
+        assert_eq!(plan.table_starts, vec![0, 0]);
+        let first: Vec<i32> = plan.out_cache_loc[..8].to_vec();
+        s.update(&[5, 6], &[]).unwrap();
+        assert_eq!(
+            s.stats().held_tokens,
+            0,
+            "both prompts now live in the tree once"
+        );
+        let plan = s.schedule().unwrap();
+        assert_eq!(plan.kind, StepKind::Decode);
+        // Request 1 only writes its new slot; request 2 rewrites the adopted prefix too.
+        assert_eq!(plan.table_starts, vec![8, 0]);
+        assert_eq!(&plan.table_slots[1..9], &first[..]);
+        s.update(&[7, 7], &[]).unwrap();
+        s.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn prefill_priority_then_decode_and_protocol_errors() {
+        let mut s = Scheduler::new(SchedulerConfig::new(64)).unwrap();
+        s.add_request(1, vec![3, 4, 5], 3, RequestOptions::default())
+            .unwrap();
+        assert_eq!(s.update(&[], &[]), Err(crate::SchedError::NoStepInFlight));
+        s.schedule().unwrap();
+        assert_eq!(s.schedule(), Err(crate::SchedError::StepInFlight));
+        assert!(matches!(
+            s.update(&[], &[]),
+            Err(crate::SchedError::SampleCountMismatch { .. })
+        ));
+        s.update(&[9], &[]).unwrap();
+        s.add_request(2, vec![6, 7], 3, RequestOptions::default())
+            .unwrap();
+        let plan = s.schedule().unwrap();
+        assert_eq!(
+            (plan.kind, plan.req_ids.clone()),
+            (StepKind::Prefill, vec![2])
+        );
+        s.update(&[9], &[]).unwrap();
+        let plan = s.schedule().unwrap();
+        assert_eq!(
+            (plan.kind, plan.req_ids.clone()),
+            (StepKind::Decode, vec![1, 2])
+        );
+        s.update(&[9, 9], &[]).unwrap();
+        assert!(!s.flush_cache().unwrap());
+    }
+}

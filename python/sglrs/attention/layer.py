@@ -1,0 +1,22 @@
+"""The attention module models call; the step's backend does the work."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from sglrs.runner.forward_batch import ForwardBatch
+
+
+class Attention(nn.Module):
+    def __init__(self, layer_id: int) -> None:
+        super().__init__()
+        self.layer_id = layer_id
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, forward_batch: ForwardBatch
+    ) -> torch.Tensor:
+        return forward_batch.attn_backend.forward(q, k, v, self.layer_id, forward_batch)

@@ -1,0 +1,92 @@
+"""Reference attention backend on `torch.nn.functional.scaled_dot_product_attention`.
+
+Runs on CPU and GPU. Decode is one batched call over K/V gathered into a padded
+`[B, max_seq_len]` layout (padding points at the pool's padding slot and is masked). Extend and
+mixed steps loop over requests (one SDPA call each). No CUDA-graph support: the gathers and
+per-request loop depend on host-side lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sglrs.attention import register_attention_backend
+from sglrs.attention.base import AttentionBackend
+from sglrs.runner.forward_batch import ForwardBatch
+
+
+@register_attention_backend("torch_native")
+class TorchNativeBackend(AttentionBackend):
+    name = "torch_native"
+
+    def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
+        fb = forward_batch
+        self._gqa = self.config.num_heads != self.config.num_kv_heads
+        if fb.batch_size == 0:
+            return
+        if fb.mode.is_decode:
+            max_len = int(fb.seq_lens_cpu.max())
+            cols = torch.arange(max_len, device=self.device)[None, :]
+            valid = cols < fb.seq_lens[:, None]
+            if self.sliding_window is not None:
+                valid &= cols > fb.seq_lens[:, None] - 1 - self.sliding_window
+            index = fb.req_to_token[fb.req_pool_indices, :max_len].long()
+            self._decode_index = torch.where(valid, index, self.kv_pool.padding_slot)
+            self._decode_mask = valid[:, None, None, :]  # [B, heads, queries, keys]
+            return
+        self._extend_masks: list[torch.Tensor | None] = []
+        for prefix, extend in zip(
+            fb.prefix_lens_cpu.tolist(), fb.extend_lens_cpu.tolist(), strict=True
+        ):
+            window = self.sliding_window
+            if prefix == 0 and (window is None or window >= extend):
+                self._extend_masks.append(None)  # plain causal: SDPA's is_causal
+                continue
+            q_pos = torch.arange(prefix, prefix + extend, device=self.device)[:, None]
+            k_pos = torch.arange(prefix + extend, device=self.device)[None, :]
+            mask = k_pos <= q_pos
+            if window is not None:
+                mask &= q_pos - k_pos < window
+            self._extend_masks.append(mask)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layer_id: int,
+        forward_batch: ForwardBatch,
+    ) -> torch.Tensor:
+        fb = forward_batch
+        self.kv_pool.store(layer_id, fb.out_cache_loc, k, v)
+        k_buf, v_buf = self.kv_pool.k_buffer(layer_id), self.kv_pool.v_buffer(layer_id)
+        if fb.batch_size == 0:
+            return torch.empty_like(q)
+        if fb.mode.is_decode:
+            keys = k_buf[self._decode_index].transpose(1, 2)  # [B, Hkv, S, D]
+            values = v_buf[self._decode_index].transpose(1, 2)
+            out = F.scaled_dot_product_attention(
+                q.unsqueeze(2).to(keys.dtype),
+                keys,
+                values,
+                attn_mask=self._decode_mask,
+                scale=self.scale,
+                enable_gqa=self._gqa,
+            )
+            return out.squeeze(2).to(q.dtype)
+        out = torch.empty_like(q)
+        qo, kv = fb.qo_indptr_cpu.tolist(), fb.kv_indptr_cpu.tolist()
+        for r, mask in enumerate(self._extend_masks):
+            index = fb.kv_indices[kv[r] : kv[r + 1]]
+            o = F.scaled_dot_product_attention(
+                q[qo[r] : qo[r + 1]].transpose(0, 1).to(k_buf.dtype),  # [Hq, E, D]
+                k_buf[index].transpose(0, 1),  # [Hkv, S, D]
+                v_buf[index].transpose(0, 1),
+                attn_mask=mask,
+                is_causal=mask is None,
+                scale=self.scale,
+                enable_gqa=self._gqa,
+            )
+            out[qo[r] : qo[r + 1]] = o.transpose(0, 1).to(q.dtype)
+        return out

@@ -1,0 +1,441 @@
+"""EngineCore: the step loop inside the scheduler process.
+
+One step: the Rust scheduler plans (`schedule`), the model runner runs the plan, the sampler
+picks one token per sampling request (grammar masks for the whole batch filled in one Rust
+call), Python-side finishes are decided (stop strings, grammar end), and the scheduler commits
+the step (`update`). Each step crosses the Rust boundary twice, with flat arrays.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from sglrs.engine.grammar_manager import GrammarManager
+from sglrs.engine.request_state import RequestState
+from sglrs.engine.tokenizer_setup import load_server_tokenizer
+from sglrs.ipc import messages as msg
+from sglrs.sampling.params import SamplingParams
+from sglrs.server_args import ServerArgs
+
+logger = logging.getLogger(__name__)
+
+# Reason codes of sglrs._core.Scheduler.update.
+_LENGTH, _STOP_TOKEN, _PYTHON_FINISH, _ABORT, _ABORT_KV = range(5)
+PROMPT_TAIL_TOKENS = 8  # prompt context the detokenizer needs for its first token
+CPU_DEFAULT_RUNNING_REQUESTS = 64
+GPU_DEFAULT_RUNNING_REQUESTS = 256
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def eos_token_ids(tokenizer: Any, model_path: str) -> list[int]:
+    """EOS ids from the generation config (if any) and the tokenizer."""
+    ids: set[int] = set()
+    try:
+        from transformers import GenerationConfig
+
+        gen = GenerationConfig.from_pretrained(model_path)
+        eos = gen.eos_token_id
+        ids.update([eos] if isinstance(eos, int) else list(eos or []))
+    except Exception:  # no generation_config.json (GGUF, bare directories)
+        pass
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+class EngineCore:
+    def __init__(self, args: ServerArgs) -> None:
+        from sglrs._core import Scheduler
+        from sglrs.kv_cache import KVBudget
+        from sglrs.model_loader import LoadConfig, load_model_config
+        from sglrs.runner.model_runner import ModelRunner
+        from sglrs.sampling.batch import SamplingBatch
+
+        if args.tp_size != 1 or args.nnodes != 1:
+            raise ValueError("--tp-size > 1 and --nnodes > 1 are not supported yet")
+        assert args.model_path is not None
+        self.args = args
+        seed = args.random_seed if args.random_seed is not None else random.getrandbits(31)
+        torch.manual_seed(seed)
+        self.device = resolve_device(args.device)
+        self.model_config = load_model_config(args.model_path)
+        backend = args.attention_backend
+        if backend == "auto":
+            backend = "torch_native"
+        max_running = args.max_running_requests or (
+            GPU_DEFAULT_RUNNING_REQUESTS
+            if self.device.type == "cuda"
+            else CPU_DEFAULT_RUNNING_REQUESTS
+        )
+        self.runner = ModelRunner(
+            self.model_config,
+            LoadConfig(model_path=args.model_path, load_format=args.load_format),
+            device=self.device,
+            dtype=args.dtype,
+            kv_budget=KVBudget(
+                max_total_tokens=args.max_total_tokens,
+                mem_fraction_static=args.mem_fraction_static,
+            ),
+            attention_backend=backend,
+            max_running_requests=max_running,
+            context_length=args.context_length,
+            page_size=args.page_size,
+        )
+        self.context_length = self.runner.context_length
+        self.tokenizer = load_server_tokenizer(args)
+        self.eos_token_ids = eos_token_ids(self.tokenizer, args.model_path)
+        chunk = args.chunked_prefill_size
+        if chunk is None:
+            chunk = 8192 if self.device.type == "cuda" else 512
+        self.scheduler = Scheduler(
+            capacity_tokens=self.runner.max_total_tokens,
+            page_size=args.page_size,
+            max_running_requests=max_running,
+            max_prefill_tokens=args.max_prefill_tokens,
+            chunked_prefill_size=chunk if chunk > 0 else None,
+            schedule_policy=args.schedule_policy,
+            schedule_conservativeness=args.schedule_conservativeness,
+            context_length=self.context_length,
+            enable_mixed_chunk=args.enable_mixed_chunk,
+            disable_radix_cache=args.disable_radix_cache,
+        )
+        self.vocab_size = self.model_config.vocab_size
+        self.sampling = SamplingBatch(self.vocab_size, self.device, self.eos_token_ids, seed)
+        self.grammar: GrammarManager | None = None
+        if args.grammar_backend != "none" and self.tokenizer is not None:
+            self.grammar = GrammarManager(self.tokenizer, self.eos_token_ids)
+        self.stops: Any = None
+        if self.tokenizer is not None:
+            from sglrs.tokenizer.stop import DecodeStreams
+
+            self.stops = DecodeStreams(self.tokenizer, self.eos_token_ids)
+        self.requests: dict[int, RequestState] = {}
+        self.by_rid: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._pending_outs: list[msg.TokenOut] = []
+        self._abort_messages: dict[int, str] = {}
+        self._matched_stop: dict[int, str] = {}  # stop string that finished a request
+        self.num_retractions_total = 0
+
+    # ---- facts -----------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        cfg = self.model_config
+        return {
+            "model_path": self.args.model_path,
+            "tokenizer_path": self.args.tokenizer_path or self.args.model_path,
+            "served_model_name": self.args.served_model_name or self.args.model_path,
+            "architectures": [cfg.architecture],
+            "context_length": self.context_length,
+            "vocab_size": self.vocab_size,
+            "max_total_tokens": self.runner.max_total_tokens,
+            "max_running_requests": self.scheduler.config["max_running_requests"],
+            "eos_token_ids": self.eos_token_ids,
+            "device": str(self.device),
+            "dtype": str(self.runner.dtype).removeprefix("torch."),
+            "page_size": self.args.page_size,
+            "is_generation": True,
+        }
+
+    def has_work(self) -> bool:
+        return bool(self.requests) or bool(self._pending_outs)
+
+    def stats(self) -> dict[str, Any]:
+        s = dict(self.scheduler.stats())
+        s["num_grammar_queue_reqs"] = self.grammar.num_waiting() if self.grammar else 0
+        try:
+            self.scheduler.check_integrity()
+            s["integrity_ok"] = True
+        except RuntimeError as e:
+            s["integrity_ok"] = False
+            s["integrity_error"] = str(e)
+        return s
+
+    def check_integrity(self) -> None:
+        self.scheduler.check_integrity()
+
+    def flush_cache(self) -> bool:
+        if self.requests:
+            return False
+        return bool(self.scheduler.flush_cache())
+
+    def shutdown(self) -> None:
+        if self.grammar is not None:
+            self.grammar.shutdown()
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def add_request(self, req: msg.GenerateReq) -> list[msg.TokenOut]:
+        state: RequestState | None = None
+        try:
+            if req.rid in self.by_rid:
+                raise ValueError(f"rid {req.rid!r} is already running")
+            params = SamplingParams.from_dict(req.sampling_params)
+            params.verify(self.vocab_size)
+            if params.has_grammar and self.grammar is None:
+                raise ValueError("constrained decoding is disabled (--grammar-backend none)")
+            state = RequestState(
+                id=next(self._ids),
+                rid=req.rid,
+                prompt_ids=list(req.input_ids),
+                params=params,
+                return_logprob=req.return_logprob,
+                logprob_start_len=req.logprob_start_len,
+                top_logprobs_num=req.top_logprobs_num,
+                has_stop_strings=bool(params.stop),
+            )
+            state.prompt_logprobs_pending = state.wants_prompt_logprobs
+            if self.grammar is not None and params.has_grammar:
+                self._track(state)
+                self.grammar.submit(state)
+            else:
+                self._admit(state)
+        except ValueError as e:
+            if state is not None and self.requests.get(state.id) is state:
+                self._release(state.id)
+            return [self._abort_out(req.rid, len(req.input_ids), str(e), 400)]
+        return []
+
+    def _track(self, state: RequestState) -> None:
+        self.requests[state.id] = state
+        self.by_rid[state.rid] = state.id
+
+    def _admit(self, state: RequestState) -> None:
+        p = state.params
+        # max_new_tokens == 0 (prefill only, to cache a prefix) runs one step whose token is
+        # dropped: the scheduler needs a sampled token to finish a request.
+        self.scheduler.add_request(
+            state.id,
+            np.asarray(state.prompt_ids, dtype=np.int64),
+            max(p.max_new_tokens, 1),
+            ignore_eos=p.ignore_eos,
+            stop_token_ids=p.stop_token_ids,
+            eos_token_ids=self.eos_token_ids,
+        )
+        self._track(state)
+        if state.has_stop_strings and self.stops is not None:
+            self.stops.add(state.id, p, state.prompt_ids[-PROMPT_TAIL_TOKENS:])
+
+    def abort(self, rid: str | None, abort_all: bool, message: str) -> list[msg.TokenOut]:
+        targets = list(self.requests.values()) if abort_all else []
+        if rid is not None and rid in self.by_rid:
+            targets.append(self.requests[self.by_rid[rid]])
+        outs = []
+        for state in targets:
+            if self.grammar is not None and self.grammar.drop(state.rid):
+                outs.append(self._abort_out(state.rid, len(state.prompt_ids), message, None))
+                self._release(state.id)
+            else:
+                self.scheduler.abort(state.id)  # reported by the next update
+                self._abort_messages[state.id] = message
+        return outs
+
+    # ---- the step --------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> list[msg.TokenOut]:
+        outs, self._pending_outs = self._pending_outs, []
+        if self.grammar is not None:
+            done, failed = self.grammar.ready()
+            for state, reason in failed:
+                self._release(state.id)
+                outs.append(self._abort_out(state.rid, len(state.prompt_ids), reason, 400))
+            for state in done:
+                try:
+                    self._admit(state)
+                except ValueError as e:
+                    self._release(state.id)
+                    outs.append(self._abort_out(state.rid, len(state.prompt_ids), str(e), 400))
+        plan = self.scheduler.schedule()
+        for rid, prefix in zip(plan.req_ids.tolist(), plan.prefix_lens.tolist(), strict=True):
+            state = self.requests.get(rid)
+            if state is not None and state.cached_tokens < 0:
+                state.cached_tokens = prefix  # the prefix matched at admission
+        for rid in plan.retracted_ids.tolist():
+            if rid in self.requests:
+                self.requests[rid].num_retractions += 1
+                self.num_retractions_total += 1
+        if plan.kind == "idle":
+            outs.extend(self._commit(self.scheduler.update(np.empty(0, np.int64)), {}))
+            return outs
+        prompt_lp = [
+            int(i)
+            for i in plan.req_ids.tolist()
+            if i in self.requests and self.requests[i].prompt_logprobs_pending
+        ]
+        result = self.runner.forward(plan, prompt_lp)
+        self._collect_prompt_logprobs(plan, result.all_logits)
+        sampled = [self.requests[i] for i in plan.req_ids[plan.sample_mask].tolist()]
+        new_tokens: dict[int, Any] = {}
+        finished_mask = np.zeros(len(sampled), dtype=bool)
+        if sampled:
+            self.sampling.update(sampled)
+            bitmask, rows = self._grammar_masks(sampled)
+            out = self.sampling_sample(result.logits, bitmask, rows)
+            tokens = out.next_token_ids.tolist()
+            for j, (state, token) in enumerate(zip(sampled, tokens, strict=True)):
+                lp = out.logprobs[j] if out.logprobs is not None else None
+                new_tokens[state.id] = (token, lp)
+                state.output_ids.append(token)
+                finished_mask[j] = self._python_finish(state, token)
+            token_array = np.asarray(tokens, dtype=np.int64)
+        else:
+            token_array = np.empty(0, dtype=np.int64)
+        finished = self.scheduler.update(token_array, finished_mask)
+        outs.extend(self._commit(finished, new_tokens))
+        return outs
+
+    def sampling_sample(self, logits: torch.Tensor, bitmask: Any, rows: Any) -> Any:
+        from sglrs.sampling.sampler import sample
+
+        return sample(logits, self.sampling, bitmask, rows)
+
+    def _grammar_masks(self, sampled: list[RequestState]) -> tuple[Any, Any]:
+        rows = [j for j, s in enumerate(sampled) if s.matcher is not None]
+        if not rows:
+            return None, None
+        from sglrs.grammar import allocate_bitmask, fill_bitmasks
+
+        bitmask = allocate_bitmask(len(rows), self.vocab_size)
+        fill_bitmasks([sampled[j].matcher for j in rows], bitmask)
+        return torch.from_numpy(bitmask).to(self.device), rows
+
+    def _python_finish(self, state: RequestState, token: int) -> bool:
+        """Finishes the Rust scheduler cannot see: grammar end, stop strings, max_new_tokens=0."""
+        if state.params.max_new_tokens == 0:
+            return True
+        done = False
+        if state.matcher is not None:
+            if not state.matcher.accept_token(token):
+                raise RuntimeError(f"sampled token {token} violates the grammar of {state.rid}")
+            done = state.matcher.is_terminated()
+        if state.has_stop_strings and self.stops is not None and state.id in self.stops.streams:
+            delta = self.stops.step([(state.id, [token])])[0]
+            reason = delta.finish_reason
+            if reason is not None and isinstance(reason.get("matched"), str):
+                self._matched_stop[state.id] = reason["matched"]
+                done = True
+        return done
+
+    def _collect_prompt_logprobs(self, plan: Any, all_logits: dict[int, torch.Tensor]) -> None:
+        if not all_logits:
+            return
+        from sglrs.sampling.logprobs import prompt_logprobs
+
+        index = {int(r): j for j, r in enumerate(plan.req_ids.tolist())}
+        for rid, logits in all_logits.items():
+            state = self.requests[rid]
+            j = index[rid]
+            chunk_start = int(plan.prefix_lens[j])
+            lp = prompt_logprobs(
+                logits,
+                state.prompt_ids,
+                chunk_start,
+                state.logprob_start_len,
+                state.top_logprobs_num,
+            )
+            state.input_logprobs.extend([[v, t] for v, t in lp.token_logprobs])
+            state.input_top_logprobs.extend(
+                [[[v, t] for v, t in top] if top else None for top in lp.top_logprobs]
+            )
+            if chunk_start + int(plan.extend_lens[j]) >= len(state.prompt_ids):
+                state.prompt_logprobs_pending = False
+
+    def _commit(
+        self, finished: tuple[np.ndarray, np.ndarray, np.ndarray], new_tokens: dict[int, Any]
+    ) -> list[msg.TokenOut]:
+        ids, reasons, matched = (a.tolist() for a in finished)
+        finish = {i: (r, m) for i, r, m in zip(ids, reasons, matched, strict=True)}
+        outs = []
+        for rid_int, (token, lp) in new_tokens.items():
+            state = self.requests[rid_int]
+            reason = self._reason(state, *finish.pop(rid_int)) if rid_int in finish else None
+            emitted = [] if state.params.max_new_tokens == 0 else [token]
+            outs.append(self._token_out(state, emitted, lp, reason))
+            if reason is not None:
+                self._release(rid_int)
+        for rid_int, (code, m) in finish.items():  # finished without a token (aborts)
+            state = self.requests.get(rid_int)
+            if state is not None:
+                outs.append(self._token_out(state, [], None, self._reason(state, code, m)))
+                self._release(rid_int)
+        return outs
+
+    def _reason(self, state: RequestState, code: int, matched: int) -> dict[str, Any]:
+        if code == _LENGTH or state.params.max_new_tokens == 0:
+            return {"type": "length", "length": state.params.max_new_tokens}
+        if code == _STOP_TOKEN:
+            return {"type": "stop", "matched": int(matched)}
+        if code == _PYTHON_FINISH:
+            stop = self._matched_stop.pop(state.id, None)
+            if stop is not None:
+                return {"type": "stop", "matched": stop}
+            return {"type": "stop", "matched": state.output_ids[-1]}  # the grammar ended
+        if code == _ABORT_KV:
+            return _abort_reason("the request does not fit the KV cache", 400)
+        return _abort_reason(self._abort_messages.pop(state.id, "aborted"), None)
+
+    def _token_out(
+        self, state: RequestState, tokens: list[int], lp: Any, reason: dict[str, Any] | None
+    ) -> msg.TokenOut:
+        out = msg.TokenOut(
+            rid=state.rid,
+            new_token_ids=tokens,
+            finish_reason=reason,
+            prompt_tokens=len(state.prompt_ids),
+            completion_tokens=len(state.output_ids) if state.params.max_new_tokens else 0,
+            cached_tokens=max(state.cached_tokens, 0),
+            num_retractions=state.num_retractions,
+        )
+        if state.return_logprob and lp is not None and tokens:
+            out.output_logprobs = [[lp.logprob, lp.token_id]]
+            if state.top_logprobs_num > 0:
+                out.output_top_logprobs = [[[v, t] for v, t in lp.top]]
+        if state.return_logprob and not state.prompt_logprobs_pending and state.input_logprobs:
+            out.input_logprobs, state.input_logprobs = state.input_logprobs, []
+            if state.top_logprobs_num > 0:
+                out.input_top_logprobs = state.input_top_logprobs
+        if not state.sent_decode_options:
+            state.sent_decode_options = True
+            out.decode_options = {
+                "params": state.params.to_dict(),
+                "eos_token_ids": self.eos_token_ids,
+                "prompt_tail": state.prompt_ids[-PROMPT_TAIL_TOKENS:],
+            }
+        return out
+
+    def _abort_out(
+        self, rid: str, prompt_tokens: int, message: str, status: int | None
+    ) -> msg.TokenOut:
+        return msg.TokenOut(
+            rid=rid,
+            new_token_ids=[],
+            finish_reason=_abort_reason(message, status),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            cached_tokens=0,
+        )
+
+    def _release(self, rid_int: int) -> None:
+        state = self.requests.pop(rid_int, None)
+        if state is not None:
+            self.by_rid.pop(state.rid, None)
+        if self.stops is not None:
+            self.stops.remove(rid_int)
+        self._matched_stop.pop(rid_int, None)
+        self._abort_messages.pop(rid_int, None)
+
+
+def _abort_reason(message: str, status: int | None) -> dict[str, Any]:
+    return {"type": "abort", "message": message, "status_code": status, "err_type": None}

@@ -1,0 +1,62 @@
+"""How many KV tokens fit: an explicit count, a byte budget (CPU), or a GPU memory fraction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sglrs.model_loader.config import ModelConfig
+
+DEFAULT_CPU_KV_BYTES = 1 << 30  # 1 GiB when nothing is asked on CPU
+
+
+@dataclass(frozen=True)
+class KVBudget:
+    """Set one of these. `max_total_tokens` wins; then `memory_bytes`; then the GPU's
+    `mem_fraction_static` (of the memory still free after the weights are loaded)."""
+
+    max_total_tokens: int | None = None
+    memory_bytes: int | None = None
+    mem_fraction_static: float | None = None
+
+
+def kv_bytes_per_token(config: ModelConfig, dtype: torch.dtype) -> int:
+    """K and V of every layer for one token."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return 2 * config.num_layers * config.num_kv_heads * config.head_dim * itemsize
+
+
+def kv_token_capacity(
+    config: ModelConfig,
+    dtype: torch.dtype,
+    page_size: int,
+    budget: KVBudget,
+    device: torch.device | str,
+) -> int:
+    """Token capacity (a multiple of `page_size`) the budget allows, the padding page excluded."""
+    per_token = kv_bytes_per_token(config, dtype)
+    device = torch.device(device)
+    if budget.max_total_tokens is not None:
+        tokens = budget.max_total_tokens
+    else:
+        if budget.memory_bytes is not None:
+            nbytes = budget.memory_bytes
+        elif device.type == "cuda":
+            fraction = 0.85 if budget.mem_fraction_static is None else budget.mem_fraction_static
+            if not 0.0 < fraction <= 1.0:
+                raise ValueError(f"mem_fraction_static must be in (0, 1], got {fraction}")
+            free, _total = torch.cuda.mem_get_info(device)
+            nbytes = int(free * fraction)
+        elif budget.mem_fraction_static is not None:
+            raise ValueError("mem_fraction_static sizes a GPU pool; on CPU give memory_bytes")
+        else:
+            nbytes = DEFAULT_CPU_KV_BYTES
+        tokens = nbytes // per_token - page_size  # room for the padding page
+    tokens = tokens // page_size * page_size
+    if tokens < page_size:
+        raise ValueError(
+            f"KV budget {budget} leaves no room for a single page ({page_size} tokens of "
+            f"{per_token} bytes each)"
+        )
+    return tokens

@@ -1,0 +1,194 @@
+"""Llama-family decoder (Llama 2/3/3.1, SmolLM, Mistral); Qwen2/Qwen3 reuse it (qwen.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sglrs.attention.layer import Attention
+from sglrs.layers.activation import SiluAndMul
+from sglrs.layers.embedding import LMHead, VocabEmbedding
+from sglrs.layers.linear import MergedColumnLinear, QKVLinear, ReplicatedLinear, WeightLoadError
+from sglrs.layers.norm import RMSNorm
+from sglrs.layers.rotary import RotaryEmbedding
+from sglrs.model_loader.config import ModelConfig
+from sglrs.runner.forward_batch import ForwardBatch
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False  # Qwen3: RMSNorm over each head of q and k before rope
+
+
+class LlamaAttention(nn.Module):
+    def __init__(
+        self, config: ModelConfig, layer_id: int, opts: AttentionOptions, rotary: RotaryEmbedding
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads = config.num_heads, config.num_kv_heads
+        self.head_dim = config.head_dim
+        self.qkv_proj = QKVLinear(
+            config.hidden_size,
+            config.head_dim,
+            config.num_heads,
+            config.num_kv_heads,
+            opts.qkv_bias,
+        )
+        self.o_proj = ReplicatedLinear(config.q_size, config.hidden_size, bias=opts.o_bias)
+        if opts.qk_norm:
+            self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps)
+            self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps)
+        self.qk_norm = opts.qk_norm
+        self.rotary = [rotary]  # shared by every layer; a list keeps it out of the module tree
+        self.attn = Attention(layer_id)
+
+    def forward(
+        self, positions: torch.Tensor, hidden: torch.Tensor, forward_batch: ForwardBatch
+    ) -> torch.Tensor:
+        q, k, v = self.qkv_proj.split(self.qkv_proj(hidden))
+        t = hidden.shape[0]
+        q = q.view(t, self.num_heads, self.head_dim)
+        k = k.view(t, self.num_kv_heads, self.head_dim)
+        v = v.view(t, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.rotary[0](positions, q, k)
+        o = self.attn(q, k, v, forward_batch)
+        return self.o_proj(o.reshape(t, self.num_heads * self.head_dim))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        inter = config.intermediate_size
+        self.gate_up_proj = MergedColumnLinear(config.hidden_size, [inter, inter], config.mlp_bias)
+        self.down_proj = ReplicatedLinear(inter, config.hidden_size, config.mlp_bias)
+        self.act = SiluAndMul()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_up_proj(x)))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(
+        self, config: ModelConfig, layer_id: int, opts: AttentionOptions, rotary: RotaryEmbedding
+    ) -> None:
+        super().__init__()
+        self.self_attn = LlamaAttention(config, layer_id, opts, rotary)
+        self.mlp = LlamaMLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        hidden: torch.Tensor,
+        residual: torch.Tensor | None,
+        forward_batch: ForwardBatch,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if residual is None:
+            residual = hidden
+            hidden = self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
+        hidden = self.self_attn(positions, hidden, forward_batch)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.mlp(hidden), residual
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: ModelConfig, opts: AttentionOptions) -> None:
+        super().__init__()
+        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size)
+        self.rotary = RotaryEmbedding(
+            config.head_dim, config.max_position_embeddings, config.rope_theta, config.rope_scaling
+        )
+        self.layers = nn.ModuleList(
+            LlamaDecoderLayer(config, i, opts, self.rotary) for i in range(config.num_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch
+    ) -> torch.Tensor:
+        hidden, residual = self.embed_tokens(input_ids), None
+        for layer in self.layers:
+            hidden, residual = layer(positions, hidden, residual, forward_batch)
+        hidden, _ = self.norm(hidden, residual)
+        return hidden
+
+
+# Checkpoint name fragment -> (our fused module, shard id).
+STACKED_PARAMS = (
+    (".q_proj.", ".qkv_proj.", "q"),
+    (".k_proj.", ".qkv_proj.", "k"),
+    (".v_proj.", ".qkv_proj.", "v"),
+    (".gate_proj.", ".gate_up_proj.", 0),
+    (".up_proj.", ".gate_up_proj.", 1),
+)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config, self.attention_options(config))
+        tied = self.model.embed_tokens if config.tie_word_embeddings else None
+        self.lm_head = LMHead(config.vocab_size, config.hidden_size, tied_to=tied)
+
+    @classmethod
+    def attention_options(cls, config: ModelConfig) -> AttentionOptions:
+        return AttentionOptions(qkv_bias=config.attention_bias, o_bias=config.attention_bias)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch
+    ) -> torch.Tensor:
+        """Final hidden states `[T, hidden]` of the step's new tokens."""
+        return self.model(input_ids, positions, forward_batch)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits `[N, vocab]` for the rows of `hidden` the caller chose."""
+        return self.lm_head(hidden)
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load HF-named tensors; raise on an unknown name, a bad shape, or a missing weight."""
+        params = dict(self.named_parameters())
+        loaded: set[tuple[str, object]] = set()
+        for name, tensor in weights:
+            if name.endswith("rotary_emb.inv_freq"):
+                continue  # recomputed from the config
+            if name == "lm_head.weight" and self.config.tie_word_embeddings:
+                continue  # tied: the embedding is the head
+            target, shard = name, None
+            for part, fused, shard_id in STACKED_PARAMS:
+                if part in name:
+                    target, shard = name.replace(part, fused), shard_id
+                    break
+            param = params.get(target)
+            if param is None:
+                raise WeightLoadError(
+                    f"checkpoint weight {name!r} has no place in {type(self).__name__}"
+                )
+            try:
+                param.weight_loader(param, tensor, shard)
+            except WeightLoadError as e:
+                raise WeightLoadError(f"{name}: {e}") from None
+            loaded.add((target, shard))
+        missing = [
+            f"{n}" + (f"[{s!r}]" if s is not None else "")
+            for n, p in params.items()
+            for s in (p.shard_ids or (None,))
+            if (n, s) not in loaded
+        ]
+        if missing:
+            shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+            raise WeightLoadError(f"checkpoint lacks {len(missing)} weights: {shown}")
+
+
+class MistralForCausalLM(LlamaForCausalLM):
+    """Llama with a sliding attention window (`config.sliding_window`, masked by the backend)."""

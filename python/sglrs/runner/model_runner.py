@@ -1,0 +1,106 @@
+"""ModelRunner: model + KV pool + request-to-token table + attention backend; one forward per plan.
+
+The runner keeps no per-request state of its own: a request's KV lives in pool slots the
+scheduler owns, and its table row is rewritten by the plans that reuse it. So the plan's
+`finished_ids`/`aborted_ids`/`retracted_ids` need nothing here (the step loop drops the
+sampler's per-request state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from sglrs.attention import create_attention_backend
+from sglrs.kv_cache import KVBudget, KVPool, kv_token_capacity
+from sglrs.model_loader import LoadConfig, ModelConfig, load_model, resolve_dtype
+from sglrs.runner.forward_batch import ForwardBatch, ForwardMode, apply_table_writes
+
+
+@dataclass
+class RunnerOutput:
+    """`logits`: float32 `[num_sampled, vocab]`, one row per request whose `sample_mask` is set
+    (plan order). `all_logits`: req_id -> `[extend_len, vocab]` for the requests asked for."""
+
+    logits: torch.Tensor
+    all_logits: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class ModelRunner:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        load_config: LoadConfig,
+        device: torch.device | str = "cpu",
+        dtype: str | torch.dtype = "auto",
+        kv_budget: KVBudget | None = None,
+        attention_backend: str = "torch_native",
+        *,
+        max_running_requests: int = 256,
+        context_length: int | None = None,
+        page_size: int = 1,
+    ) -> None:
+        self.config = model_config
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, model_config, self.device)
+        self.context_length = context_length or model_config.max_position_embeddings
+        if self.context_length > model_config.max_position_embeddings:
+            raise ValueError(
+                f"context_length {self.context_length} exceeds the model's "
+                f"max_position_embeddings {model_config.max_position_embeddings}"
+            )
+        self.model = load_model(model_config, load_config, self.device, self.dtype)
+        # Sized after the weights so a GPU memory fraction sees what they left free.
+        capacity = kv_token_capacity(
+            model_config, self.dtype, page_size, kv_budget or KVBudget(), self.device
+        )
+        self.kv_pool = KVPool(
+            model_config.num_layers,
+            model_config.num_kv_heads,
+            model_config.head_dim,
+            capacity,
+            page_size,
+            self.dtype,
+            self.device,
+        )
+        self.req_to_token = torch.zeros(
+            (max_running_requests, self.context_length), dtype=torch.int32, device=self.device
+        )
+        self.attn_backend = create_attention_backend(
+            attention_backend, model_config, self.kv_pool, self.device
+        )
+
+    @property
+    def max_total_tokens(self) -> int:
+        """KV slots the scheduler may hand out: `0 .. max_total_tokens - 1`."""
+        return self.kv_pool.capacity
+
+    @torch.inference_mode()
+    def forward(self, plan: Any, all_logits_req_ids: Iterable[int] = ()) -> RunnerOutput:
+        """Run one step. `all_logits_req_ids`: requests (by id) that also want the logits of
+        every new position (prompt logprobs)."""
+        vocab = self.config.vocab_size
+        if plan.kind == ForwardMode.IDLE.value:
+            apply_table_writes(plan, self.req_to_token)
+            return RunnerOutput(torch.empty((0, vocab), device=self.device))
+        fb = ForwardBatch.from_plan(plan, self.req_to_token, self.device)
+        if getattr(plan, "kv_indices", None) is not None:
+            fb.check_kv_indices(plan)
+        fb.attn_backend = self.attn_backend
+        self.attn_backend.init_forward_metadata(fb)
+        hidden = self.model(fb.input_ids, fb.positions, fb)
+        last_rows = fb.qo_indptr_cpu[1:][fb.sample_mask] - 1
+        logits = self.model.compute_logits(hidden[torch.from_numpy(last_rows).to(self.device)])
+        wanted = {int(r) for r in all_logits_req_ids}
+        unknown = wanted - {int(r) for r in fb.req_ids}
+        if unknown:
+            raise ValueError(f"all_logits_req_ids not in this plan: {sorted(unknown)}")
+        all_logits = {}
+        for r in np.flatnonzero(np.isin(fb.req_ids, np.array(sorted(wanted), dtype=np.uint64))):
+            start, end = fb.qo_indptr_cpu[r], fb.qo_indptr_cpu[r + 1]
+            all_logits[int(fb.req_ids[r])] = self.model.compute_logits(hidden[start:end])
+        return RunnerOutput(logits, all_logits)
