@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hf_reference import hf_llama
 from step_plans import PlanBuilder
 
 from sglrs.kv_cache import KVBudget
 from sglrs.model_loader import LoadConfig, load_model_config, load_tokenizer
-from sglrs.model_loader.gguf_file import open_gguf
 from sglrs.runner.model_runner import ModelRunner
 from sglrs.utils.default_model import DefaultModelUnavailable, default_model_path
 
@@ -25,33 +25,6 @@ def gguf_path():
         return default_model_path(quiet=True)
     except DefaultModelUnavailable as e:
         pytest.skip(f"default model unavailable: {e}")
-
-
-def hf_llama(gguf_path, cfg):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    hf_cfg = LlamaConfig(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_kv_heads,
-        max_position_embeddings=cfg.max_position_embeddings,
-        rms_norm_eps=cfg.rms_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        tie_word_embeddings=cfg.tie_word_embeddings,
-    )
-    with torch.device("meta"):  # skip HF's random init: every weight is assigned below
-        hf = LlamaForCausalLM(hf_cfg).eval()
-    state = dict(open_gguf(gguf_path).iter_weights(progress=False))
-    missing, unexpected = hf.load_state_dict(state, strict=False, assign=True)
-    assert missing == ["lm_head.weight"] and not unexpected  # tied to the embedding
-    hf.tie_weights()
-    hf.model.rotary_emb = LlamaRotaryEmbedding(hf_cfg)  # its buffer was left on "meta"
-    assert all(p.device.type == "cpu" for p in hf.parameters())
-    return hf
 
 
 def test_smollm2_greedy_matches_hf(gguf_path):

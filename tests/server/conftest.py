@@ -55,6 +55,9 @@ class RecordingTokenizerManager(TokenizerManager):
         self.sent: list[msg.Message] = []
         self.stats = dict(STATS)
         self.flush_ok = True
+        # Unless a test holds generations open, one that reaches the scheduler fails the engine
+        # at once (a 503) instead of waiting forever for tokens that never come.
+        self.hold_generations = False
         self.context_length = CONTEXT_LENGTH
         self.vocab_size = len(tokenizer) if tokenizer is not None else 300
 
@@ -68,6 +71,8 @@ class RecordingTokenizerManager(TokenizerManager):
             payload = self.stats if message.kind == "stats" else {}
             reply = msg.ControlResp(req_id=message.req_id, ok=ok, payload=payload, message="busy")
             asyncio.get_running_loop().call_soon(self._dispatch, reply)
+        elif isinstance(message, msg.GenerateReq) and not self.hold_generations:
+            asyncio.get_running_loop().call_soon(self._fail, "no scheduler in this test")
 
     def sent_of(self, kind: type) -> list[Any]:
         return [m for m in self.sent if isinstance(m, kind)]

@@ -37,7 +37,7 @@ def openai_error(resp, status=400):
         ({"text": "hi", "sampling_params": {"temperature": -1}}, "sampling_params.temperature"),
         ({"text": "hi", "sampling_params": {"top_p": "x"}}, "sampling_params.top_p"),
         ({"text": "hi", "sampling_params": {"n": 65}}, "sampling_params.n"),
-        ({"text": "hi", "sampling_params": {"max_new_tokens": 100}}, "max_new_tokens"),
+        ({"text": "hi", "sampling_params": {"max_new_tokens": 1000}}, "max_new_tokens"),
         ({"text": "hi", "sampling_params": {"stop_token_ids": [10**6]}}, "stop_token_ids"),
         ({"text": "Hello world " * 300}, "context length"),
         ({"input_ids": [1, 2, 99999]}, "input_ids"),

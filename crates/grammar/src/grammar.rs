@@ -7,7 +7,7 @@ use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::CacheError;
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::nfa::thompson;
-use regex_automata::util::start;
+use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -80,18 +80,28 @@ pub struct Grammar {
 
 impl std::fmt::Debug for Grammar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grammar").field("kind", &self.kind).field("regex", &self.regex).finish()
+        f.debug_struct("Grammar")
+            .field("kind", &self.kind)
+            .field("regex", &self.regex)
+            .finish()
     }
 }
 
 fn too_large(e: impl std::fmt::Display) -> GrammarError {
-    GrammarError::TooLarge(format!("the lazy DFA ran out of its {DFA_CACHE_BYTES} byte budget ({e})"))
+    GrammarError::TooLarge(format!(
+        "the lazy DFA ran out of its {DFA_CACHE_BYTES} byte budget ({e})"
+    ))
 }
 
 impl Grammar {
     /// Compile an anchored regex (full match: the output must match it entirely).
     pub fn from_regex(pattern: &str, vocab: Arc<Vocabulary>) -> Result<Grammar> {
-        Grammar::build(GrammarKind::Regex, pattern.to_string(), pattern.to_string(), vocab)
+        Grammar::build(
+            GrammarKind::Regex,
+            pattern.to_string(),
+            pattern.to_string(),
+            vocab,
+        )
     }
 
     /// Compile a JSON schema (see [`crate::json`] for what is supported).
@@ -125,6 +135,9 @@ impl Grammar {
             .unicode_word_boundary(true);
         let dfa = DFA::builder()
             .configure(config)
+            // Generated regexes spell UTF-8 out byte by byte (much faster to compile than
+            // repeated Unicode classes), which the UTF-8 validity check would refuse.
+            .syntax(syntax::Config::new().utf8(false))
             .thompson(
                 thompson::Config::new()
                     .nfa_size_limit(Some(NFA_BYTES))
@@ -146,7 +159,15 @@ impl Grammar {
             live: IdMap::default(),
             walk_states: Vec::new(),
         };
-        Ok(Grammar { vocab, kind, source, regex, dfa, start, lazy: Mutex::new(lazy) })
+        Ok(Grammar {
+            vocab,
+            kind,
+            source,
+            regex,
+            dfa,
+            start,
+            lazy: Mutex::new(lazy),
+        })
     }
 
     pub fn vocab(&self) -> &Arc<Vocabulary> {
@@ -194,7 +215,12 @@ impl Grammar {
     }
 
     fn compute_state(&self, lazy: &mut Lazy, state: LazyStateID) -> Result<StateInfo> {
-        let Lazy { cache, walk_states, live, .. } = lazy;
+        let Lazy {
+            cache,
+            walk_states,
+            live,
+            ..
+        } = lazy;
         let mut mask = vec![0i32; self.vocab.mask_words()].into_boxed_slice();
         let mut error = None;
         let mut has_text_token = false;
@@ -219,13 +245,20 @@ impl Grammar {
         if let Some(e) = error {
             return Err(too_large(e));
         }
-        let can_end = dfa.next_eoi_state(cache, state).map_err(too_large)?.is_match();
+        let can_end = dfa
+            .next_eoi_state(cache, state)
+            .map_err(too_large)?
+            .is_match();
         if can_end {
             for &id in self.vocab.eos_token_ids() {
                 mask[(id >> 5) as usize] |= 1 << (id & 31);
             }
         }
-        Ok(StateInfo { mask, can_end, has_text_token })
+        Ok(StateInfo {
+            mask,
+            can_end,
+            has_text_token,
+        })
     }
 
     /// The state after reading `bytes` from `state`, or `None` if the DFA dies on them.
@@ -250,7 +283,12 @@ impl Grammar {
         let mut out = Vec::new();
         let mut s = state;
         while out.len() < limit {
-            if self.dfa.next_eoi_state(cache, s).map_err(too_large)?.is_match() {
+            if self
+                .dfa
+                .next_eoi_state(cache, s)
+                .map_err(too_large)?
+                .is_match()
+            {
                 break;
             }
             let mut only = None;
@@ -261,7 +299,9 @@ impl Grammar {
                     only = Some((b, n));
                 }
             }
-            let (1, Some((b, n))) = (count, only) else { break };
+            let (1, Some((b, n))) = (count, only) else {
+                break;
+            };
             out.push(b);
             s = n;
         }

@@ -25,7 +25,13 @@ pub struct Matcher {
 impl Matcher {
     pub fn new(grammar: Arc<Grammar>) -> Matcher {
         let state = grammar.start();
-        Matcher { grammar, state, terminated: false, history: Vec::new(), info: None }
+        Matcher {
+            grammar,
+            state,
+            terminated: false,
+            history: Vec::new(),
+            info: None,
+        }
     }
 
     pub fn grammar(&self) -> &Arc<Grammar> {
@@ -162,7 +168,11 @@ mod tests {
         toks.push(None);
         let eos = toks.len() as u32;
         toks.push(None);
-        (Arc::new(Vocabulary::from_token_bytes(&toks, &[eos], None).unwrap()), special, eos)
+        (
+            Arc::new(Vocabulary::from_token_bytes(&toks, &[eos], None).unwrap()),
+            special,
+            eos,
+        )
     }
 
     fn accepts(m: &mut Matcher, ids: &[u32]) -> bool {

@@ -32,7 +32,13 @@ impl TokenTrie {
             .map(|(id, b)| (b, id))
             .collect();
         sorted.sort_unstable();
-        let root = Node { byte: 0, depth: 0, subtree_end: 0, tok_start: 0, tok_count: 0 };
+        let root = Node {
+            byte: 0,
+            depth: 0,
+            subtree_end: 0,
+            tok_start: 0,
+            tok_count: 0,
+        };
         let mut nodes = vec![root];
         let mut token_ids = Vec::with_capacity(sorted.len());
         // `path[d]` is the node at depth d on the current branch.
@@ -68,7 +74,11 @@ impl TokenTrie {
         while let Some(done) = path.pop() {
             nodes[done].subtree_end = nodes.len() as u32;
         }
-        TokenTrie { nodes, token_ids, max_depth }
+        TokenTrie {
+            nodes,
+            token_ids,
+            max_depth,
+        }
     }
 
     /// Number of nodes, root included.

@@ -44,7 +44,9 @@ impl Vocabulary {
             )));
         }
         if vocab_size > u32::MAX as usize / 2 {
-            return Err(GrammarError::Tokenizer(format!("vocab_size {vocab_size} is too large")));
+            return Err(GrammarError::Tokenizer(format!(
+                "vocab_size {vocab_size} is too large"
+            )));
         }
         for &e in eos_token_ids {
             if e as usize >= vocab_size {
@@ -69,9 +71,19 @@ impl Vocabulary {
         eos.sort_unstable();
         eos.dedup();
         let trie = TokenTrie::new((0..vocab_size).map(|i| {
-            (i as u32, &bytes[offsets[i] as usize..offsets[i + 1] as usize])
+            (
+                i as u32,
+                &bytes[offsets[i] as usize..offsets[i + 1] as usize],
+            )
         }));
-        Ok(Vocabulary { vocab_size, bytes, offsets, eos, undecodable: Vec::new(), trie })
+        Ok(Vocabulary {
+            vocab_size,
+            bytes,
+            offsets,
+            eos,
+            undecodable: Vec::new(),
+            trie,
+        })
     }
 
     /// Parse a HuggingFace `tokenizer.json` (BPE or Unigram models).
@@ -130,14 +142,21 @@ impl Vocabulary {
         }
         let byte_level = mentions_type(root.get("decoder"), "ByteLevel")
             || mentions_type(root.get("pre_tokenizer"), "ByteLevel");
-        let max_id = pieces.iter().map(|p| p.1).chain(added.iter().copied()).max();
+        let max_id = pieces
+            .iter()
+            .map(|p| p.1)
+            .chain(added.iter().copied())
+            .max();
         let n = max_id.map_or(0, |m| m + 1);
         let mut tokens: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut undecodable = Vec::new();
         let unmap = gpt2_byte_unmap();
         for (piece, id) in &pieces {
-            let decoded =
-                if byte_level { decode_byte_level(piece, &unmap) } else { Some(decode_sp(piece)) };
+            let decoded = if byte_level {
+                decode_byte_level(piece, &unmap)
+            } else {
+                Some(decode_sp(piece))
+            };
             match decoded {
                 Some(b) => tokens[*id] = Some(b),
                 None => undecodable.push(*id as u32),

@@ -7,8 +7,22 @@ use std::sync::Arc;
 
 /// Single bytes 0..=255 (ids 0..256), then multi-byte tokens, a special token and EOS.
 const MULTI: &[&[u8]] = &[
-    b"ab", b"bc", b"abc", b"a.", b".b", b"@a", b".org", b"com", b"xx", b"aa", b"\xC3", b"\xA9a",
-    "é".as_bytes(), "éb".as_bytes(), b"b@", b"ba",
+    b"ab",
+    b"bc",
+    b"abc",
+    b"a.",
+    b".b",
+    b"@a",
+    b".org",
+    b"com",
+    b"xx",
+    b"aa",
+    b"\xC3",
+    b"\xA9a",
+    "é".as_bytes(),
+    "éb".as_bytes(),
+    b"b@",
+    b"ba",
 ];
 
 const PATTERNS: &[&str] = &[
@@ -40,7 +54,12 @@ fn setup() -> Setup {
     table.push(None);
     // Padding ids past the tokenizer, as in models whose embedding is rounded up.
     let vocab = Vocabulary::from_token_bytes(&table, &[eos], Some(table.len() + 7)).unwrap();
-    Setup { vocab: Arc::new(vocab), tokens, eos, special }
+    Setup {
+        vocab: Arc::new(vocab),
+        tokens,
+        eos,
+        special,
+    }
 }
 
 fn grammars(s: &Setup) -> Vec<(Arc<Grammar>, Regex)> {
@@ -81,7 +100,10 @@ fn case_strategy() -> impl Strategy<Value = (usize, Vec<u8>, Vec<usize>)> {
     });
     let alphabet = prop::sample::select(b"abcx.@o\xC3\xA9".to_vec());
     let random = (0..PATTERNS.len(), prop::collection::vec(alphabet, 0..12));
-    (prop_oneof![from_regex, random], prop::collection::vec(any::<usize>(), 0..16))
+    (
+        prop_oneof![from_regex, random],
+        prop::collection::vec(any::<usize>(), 0..16),
+    )
         .prop_map(|((i, b), c)| (i, b, c))
 }
 

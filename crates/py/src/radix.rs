@@ -451,21 +451,37 @@ fn non_negative(v: i64, what: &str) -> PyResult<usize> {
     usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {v}")))
 }
 
-/// `s` as `u32` ids. The range check ORs all values together in one vectorized pass: a
-/// negative value or one >= 2^32 sets a high bit.
+/// `s` as `u32` ids, in one vectorized pass that also ORs all values together: a negative
+/// value or one >= 2^32 sets a high bit of the result.
 fn ids_from_i64(s: &[i64], what: &str) -> PyResult<Vec<u32>> {
-    if s.iter().fold(0u64, |acc, &x| acc | x as u64) >> 32 != 0 {
+    let mut high = 0u64;
+    let out: Vec<u32> = s
+        .iter()
+        .map(|&x| {
+            high |= x as u64;
+            x as u32
+        })
+        .collect();
+    if high >> 32 != 0 {
         return Err(out_of_range(s.iter().copied(), what));
     }
-    Ok(s.iter().map(|&x| x as u32).collect())
+    Ok(out)
 }
 
 /// `s` as `u32` ids; a negative value sets the sign bit of the OR of all values.
 fn ids_from_i32(s: &[i32], what: &str) -> PyResult<Vec<u32>> {
-    if s.iter().fold(0i32, |acc, &x| acc | x) < 0 {
+    let mut all = 0i32;
+    let out: Vec<u32> = s
+        .iter()
+        .map(|&x| {
+            all |= x;
+            x as u32
+        })
+        .collect();
+    if all < 0 {
         return Err(out_of_range(s.iter().map(|&x| i64::from(x)), what));
     }
-    Ok(s.iter().map(|&x| x as u32).collect())
+    Ok(out)
 }
 
 fn out_of_range(mut values: impl Iterator<Item = i64>, what: &str) -> PyErr {

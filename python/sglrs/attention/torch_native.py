@@ -77,12 +77,17 @@ class TorchNativeBackend(AttentionBackend):
             return out.squeeze(2).to(q.dtype)
         out = torch.empty_like(q)
         qo, kv = fb.qo_indptr_cpu.tolist(), fb.kv_indptr_cpu.tolist()
+        prefix_lens = fb.prefix_lens_cpu.tolist()
         for r, mask in enumerate(self._extend_masks):
-            index = fb.kv_indices[kv[r] : kv[r + 1]]
+            if prefix_lens[r] == 0:  # nothing cached: the new tokens' K/V are the whole KV
+                keys, values = k[qo[r] : qo[r + 1]], v[qo[r] : qo[r + 1]]
+            else:
+                index = fb.kv_indices[kv[r] : kv[r + 1]]
+                keys, values = k_buf[index], v_buf[index]
             o = F.scaled_dot_product_attention(
                 q[qo[r] : qo[r + 1]].transpose(0, 1).to(k_buf.dtype),  # [Hq, E, D]
-                k_buf[index].transpose(0, 1),  # [Hkv, S, D]
-                v_buf[index].transpose(0, 1),
+                keys.to(k_buf.dtype).transpose(0, 1),  # [Hkv, S, D]
+                values.to(k_buf.dtype).transpose(0, 1),
                 attn_mask=mask,
                 is_causal=mask is None,
                 scale=self.scale,

@@ -75,8 +75,9 @@ class TokenOut(msgspec.Struct, array_like=True):
     output_logprobs: list[list[float]] | None = None
     output_top_logprobs: list[list[list[float]]] | None = None
     # Sent once, with the first TokenOut of a request that asked for prompt logprobs.
-    input_logprobs: list[list[float]] | None = None
-    input_top_logprobs: list[list[list[float]]] | None = None
+    # The first prompt token has no logprob: its entry is [None, token_id].
+    input_logprobs: list[list[float | None]] | None = None
+    input_top_logprobs: list[list[list[float]] | None] | None = None
     # Detokenizer options copied from the sampling params on the first TokenOut.
     decode_options: dict[str, Any] | None = None
 

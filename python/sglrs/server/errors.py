@@ -74,7 +74,9 @@ def error_body(path: str, message: str, status: int, param: str | None = None) -
     return native_error_body(message, status)
 
 
-def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """JSON via msgspec: fast, and non-finite floats (e.g. -inf logprobs) become null."""
     return Response(
         msgspec.json.encode(content),

@@ -28,12 +28,23 @@ fn same_length(lo: &[u8], hi: &[u8], out_prefix: &str, out: &mut Vec<String>) {
     let (a, b) = (lo[0], hi[0]);
     let rest = lo.len() - 1;
     if a == b {
-        same_length(&lo[1..], &hi[1..], &format!("{out_prefix}{}", a as char), out);
+        same_length(
+            &lo[1..],
+            &hi[1..],
+            &format!("{out_prefix}{}", a as char),
+            out,
+        );
         return;
     }
     let lo_rest_min = lo[1..].iter().all(|&c| c == b'0');
     let hi_rest_max = hi[1..].iter().all(|&c| c == b'9');
-    let any = |n: usize| if n == 0 { String::new() } else { format!("[0-9]{{{n}}}") };
+    let any = |n: usize| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!("[0-9]{{{n}}}")
+        }
+    };
     let class = |x: u8, y: u8| {
         if x == y {
             (x as char).to_string()
@@ -227,7 +238,12 @@ mod tests {
                 let x = tenths as f64 / 10.0;
                 let want = lo.is_none_or(|(l, inc)| if inc { x >= l as f64 } else { x > l as f64 })
                     && hi.is_none_or(|(h, inc)| if inc { x <= h as f64 } else { x < h as f64 });
-                let s = format!("{}{}.{}", if tenths < 0 { "-" } else { "" }, tenths.abs() / 10, tenths.abs() % 10);
+                let s = format!(
+                    "{}{}.{}",
+                    if tenths < 0 { "-" } else { "" },
+                    tenths.abs() / 10,
+                    tenths.abs() % 10
+                );
                 assert_eq!(re.is_match(&s), want, "{lo:?}..{hi:?} at {s}");
                 if tenths % 10 == 0 {
                     let s = (tenths / 10).to_string();

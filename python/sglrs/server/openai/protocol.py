@@ -19,6 +19,10 @@ MAX_TOP_LOGPROBS = 20
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 
+def _bad(message: str, param: str | None = None) -> APIError:
+    return APIError(message, 400, param)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -38,7 +42,10 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "a boolean"),
     "object": (lambda v: isinstance(v, dict), "an object"),
     "str|list": (_is_str_or_str_list, "a string or a list of strings"),
-    "int_list": (lambda v: isinstance(v, list) and all(_is_int(t) for t in v), "a list of integers"),
+    "int_list": (
+        lambda v: isinstance(v, list) and all(_is_int(t) for t in v),
+        "a list of integers",
+    ),
     "str|object": (lambda v: isinstance(v, (str, dict)), "a string or an object"),
     "any": (lambda v: True, ""),
 }
@@ -140,20 +147,20 @@ def _check_fields(
 ) -> dict[str, Any]:
     """Drop nulls (OpenAI: the default) and return the remaining, type-checked fields."""
     if not isinstance(body, dict):
-        raise APIError("request body must be a JSON object")
+        raise _bad("request body must be a JSON object")
     out: dict[str, Any] = {}
     for key, value in body.items():
         if key in unsupported:
             if not unsupported[key](value):
-                raise APIError(f"{key} is not supported by sglrs", param=key)
+                raise _bad(f"{key} is not supported by sglrs", param=key)
             continue
         if key not in known:
-            raise APIError(f"unknown field: {key}", param=key)
+            raise _bad(f"unknown field: {key}", param=key)
         if value is None:
             continue
         check, what = _CHECKS[known[key][0]]
         if not check(value):
-            raise APIError(f"{key} must be {what}, got {json.dumps(value)[:80]}", param=key)
+            raise _bad(f"{key} must be {what}, got {json.dumps(value)[:80]}", param=key)
         out[key] = value
     return out
 
@@ -162,23 +169,23 @@ def _common(fields: dict[str, Any], known: dict[str, tuple[str, str | None]]) ->
     sampling = {known[k][1]: v for k, v in fields.items() if known[k][1] is not None}
     n = fields.get("n", 1)
     if not 1 <= n <= MAX_N:
-        raise APIError(f"n must be in [1, {MAX_N}], got {n}", param="n")
+        raise _bad(f"n must be in [1, {MAX_N}], got {n}", param="n")
     stream = fields.get("stream", False)
     options = fields.get("stream_options")
     include_usage = False
     if options is not None:
         if not stream:
-            raise APIError("stream_options is only allowed when stream is true", "stream_options")
+            raise _bad("stream_options is only allowed when stream is true", "stream_options")
         for key, value in options.items():
             if key != "include_usage":
-                raise APIError(f"unknown field: stream_options.{key}", param="stream_options")
+                raise _bad(f"unknown field: stream_options.{key}", param="stream_options")
             if value is not None and not isinstance(value, bool):
-                raise APIError("stream_options.include_usage must be a boolean", "stream_options")
+                raise _bad("stream_options.include_usage must be a boolean", "stream_options")
         include_usage = bool(options.get("include_usage"))
     schema = _structured_output(fields)
     if schema is not None:
         if "regex" in sampling:
-            raise APIError("at most one of regex, json_schema and response_format may be set")
+            raise _bad("at most one of regex, json_schema and response_format may be set")
         sampling["json_schema"] = schema
     rid = fields.get("rid")
     return OpenAIRequest(
@@ -202,37 +209,37 @@ def _structured_output(fields: dict[str, Any]) -> str | None:
         kind = fmt.get("type")
         unknown = set(fmt) - {"type", "json_schema"}
         if unknown:
-            raise APIError(f"unknown field: response_format.{sorted(unknown)[0]}", "response_format")
+            raise _bad(f"unknown field: response_format.{sorted(unknown)[0]}", "response_format")
         if kind == "json_object":
             schema = json.dumps({"type": "object"})
         elif kind == "json_schema":
             spec = fmt.get("json_schema")
             if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-                raise APIError(
+                raise _bad(
                     "response_format.json_schema.schema must be an object (the JSON schema)",
                     "response_format",
                 )
             bad = set(spec) - {"name", "schema", "strict", "description"}
             if bad:
-                raise APIError(
+                raise _bad(
                     f"unknown field: response_format.json_schema.{sorted(bad)[0]}",
                     "response_format",
                 )
             schema = json.dumps(spec["schema"])
         elif kind != "text":
-            raise APIError(
+            raise _bad(
                 "response_format.type must be one of text, json_object, json_schema",
                 "response_format",
             )
     if extra is not None:
         if schema is not None:
-            raise APIError("at most one of json_schema and response_format may be set")
+            raise _bad("at most one of json_schema and response_format may be set")
         schema = extra if isinstance(extra, str) else json.dumps(extra)
     if schema is not None:
         try:
             json.loads(schema)
         except ValueError as e:
-            raise APIError(f"json_schema is not valid JSON: {e}", param="json_schema") from e
+            raise _bad(f"json_schema is not valid JSON: {e}", param="json_schema") from e
     return schema
 
 
@@ -240,13 +247,13 @@ def parse_completion_request(body: Any) -> OpenAIRequest:
     fields = _check_fields(body, _COMPLETION, _UNSUPPORTED_COMPLETION)
     req = _common(fields, _COMPLETION)
     if "prompt" not in fields:
-        raise APIError("prompt is required", param="prompt")
+        raise _bad("prompt is required", param="prompt")
     req.prompt = _check_prompt(fields["prompt"])
     req.max_tokens = fields.get("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS)
     if "logprobs" in fields:
         k = fields["logprobs"]
         if not 0 <= k <= MAX_TOP_LOGPROBS:
-            raise APIError(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {k}", "logprobs")
+            raise _bad(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {k}", "logprobs")
         req.logprobs = k
     return req
 
@@ -262,7 +269,7 @@ def _check_prompt(prompt: Any) -> Any:
             return prompt
         if all(isinstance(p, list) and p and all(_is_int(t) for t in p) for p in prompt):
             return prompt
-    raise APIError(
+    raise _bad(
         "prompt must be a string, a list of strings, a list of token ids or a list of such lists",
         param="prompt",
     )
@@ -272,23 +279,23 @@ def parse_chat_request(body: Any) -> OpenAIRequest:
     fields = _check_fields(body, _CHAT, _UNSUPPORTED_CHAT)
     req = _common(fields, _CHAT)
     if "messages" not in fields:
-        raise APIError("messages is required", param="messages")
+        raise _bad("messages is required", param="messages")
     req.messages = _check_messages(fields["messages"])
     max_tokens = fields.get("max_tokens")
     max_completion = fields.get("max_completion_tokens")
     if max_tokens is not None and max_completion is not None and max_tokens != max_completion:
-        raise APIError("max_tokens and max_completion_tokens disagree", "max_completion_tokens")
+        raise _bad("max_tokens and max_completion_tokens disagree", "max_completion_tokens")
     if max_completion is not None:
         req.max_tokens, req.max_tokens_field = max_completion, "max_completion_tokens"
     else:
         req.max_tokens = max_tokens  # None: up to the context length
     top = fields.get("top_logprobs")
     if top is not None and not 0 <= top <= MAX_TOP_LOGPROBS:
-        raise APIError(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {top}", "top_logprobs")
+        raise _bad(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {top}", "top_logprobs")
     if fields.get("logprobs"):
         req.logprobs = top or 0
     elif top:
-        raise APIError("top_logprobs requires logprobs to be true", param="top_logprobs")
+        raise _bad("top_logprobs requires logprobs to be true", param="top_logprobs")
     return req
 
 
@@ -298,28 +305,28 @@ _ROLES = {"system", "user", "assistant", "developer"}
 def _check_messages(messages: Any) -> list[dict[str, Any]]:
     """Validate chat messages; content parts are joined into one string per message."""
     if not isinstance(messages, list) or not messages:
-        raise APIError("messages must be a non-empty list", param="messages")
+        raise _bad("messages must be a non-empty list", param="messages")
     out = []
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise APIError(f"{where} must be an object", param="messages")
+            raise _bad(f"{where} must be an object", param="messages")
         role = m.get("role")
         if role in ("tool", "function"):
-            raise APIError(f"{where}: {role} messages are not supported by sglrs", "messages")
+            raise _bad(f"{where}: {role} messages are not supported by sglrs", "messages")
         if role not in _ROLES:
-            raise APIError(f"{where}.role must be one of {sorted(_ROLES)}", param="messages")
+            raise _bad(f"{where}.role must be one of {sorted(_ROLES)}", param="messages")
         for key, value in m.items():
             if key in ("role", "content", "name"):
                 continue
             if key in ("tool_calls", "function_call", "audio", "refusal") and value is None:
                 continue
             if key in ("tool_calls", "function_call", "tool_call_id", "audio"):
-                raise APIError(f"{where}.{key} is not supported by sglrs", param="messages")
-            raise APIError(f"unknown field: {where}.{key}", param="messages")
+                raise _bad(f"{where}.{key} is not supported by sglrs", param="messages")
+            raise _bad(f"unknown field: {where}.{key}", param="messages")
         name = m.get("name")
         if name is not None and not isinstance(name, str):
-            raise APIError(f"{where}.name must be a string", param="messages")
+            raise _bad(f"{where}.name must be a string", param="messages")
         message: dict[str, Any] = {
             # The developer role is OpenAI's newer name for system instructions.
             "role": "system" if role == "developer" else role,
@@ -335,18 +342,18 @@ def _content(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise APIError(f"{where}.content must be a string or a list of parts", "messages")
+        raise _bad(f"{where}.content must be a string or a list of parts", "messages")
     texts = []
     for j, part in enumerate(content):
         if not isinstance(part, dict):
-            raise APIError(f"{where}.content[{j}] must be an object", param="messages")
+            raise _bad(f"{where}.content[{j}] must be an object", param="messages")
         kind = part.get("type")
         if kind != "text":
-            raise APIError(
+            raise _bad(
                 f"{where}.content[{j}].type {kind!r} is not supported by sglrs (text only)",
                 param="messages",
             )
         if not isinstance(part.get("text"), str) or set(part) - {"type", "text"}:
-            raise APIError(f"{where}.content[{j}] must be {{type: text, text: <string>}}", "messages")
+            raise _bad(f"{where}.content[{j}] must be {{type: text, text: <string>}}", "messages")
         texts.append(part["text"])
     return "\n".join(texts)
