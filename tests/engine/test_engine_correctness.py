@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_reference import hf_llama
 
 from sglrs.engine.engine import Engine
 from sglrs.model_loader import load_model_config, load_tokenizer
 from sglrs.utils.default_model import DefaultModelUnavailable, default_model_path
+from sglrs.utils.hf_reference import hf_llama
 
 NEW_TOKENS = 12
 QUESTIONS = [

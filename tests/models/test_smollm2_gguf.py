@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_reference import hf_llama
 from step_plans import PlanBuilder
 
 from sglrs.kv_cache import KVBudget
 from sglrs.model_loader import LoadConfig, load_model_config, load_tokenizer
 from sglrs.runner.model_runner import ModelRunner
 from sglrs.utils.default_model import DefaultModelUnavailable, default_model_path
+from sglrs.utils.hf_reference import hf_llama
 
 NEW_TOKENS = 16
 

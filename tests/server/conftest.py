@@ -9,7 +9,10 @@ by the end-to-end tests against a live `sglrs serve`.
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,8 @@ from sglrs.ipc.ports import PortArgs
 from sglrs.server.app import create_app
 from sglrs.server_args import ServerArgs
 from sglrs.serving.tokenizer_manager import MetricsHooks, TokenizerManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_server.py, beside this file
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -133,3 +138,42 @@ def make_client(tokenizer: Any) -> Iterator[Any]:
 @pytest.fixture
 def client(make_client: Any) -> tuple[TestClient, Any]:
     return make_client()
+
+
+@pytest.fixture
+def make_app(tokenizer: Any) -> Any:
+    """make_app(**server_args) -> (ASGI app, RecordingEngine), lifespan not yet run."""
+
+    def make(**overrides: Any) -> tuple[Any, RecordingEngine]:
+        engine = RecordingEngine(tokenizer)
+        return create_app(server_args(**overrides), engine), engine
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[Any]:
+    """One `sglrs serve` for the end-to-end tests; Ctrl-C must stop it and all its children."""
+    import importlib.util
+
+    if importlib.util.find_spec("sglrs.engine.engine_core") is None:
+        pytest.skip("the engine core (sglrs.engine.engine_core) does not exist yet")
+    from live_server import start_server, stop_server
+
+    server = start_server()
+    children = server.children()
+    yield server
+    code = stop_server(server)
+    assert code == 0, f"sglrs serve exited with {code}:\n{server.log()}"
+    deadline = time.monotonic() + 10  # orphaned children are reaped by init shortly after
+    while (leftover := [pid for pid in children if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not leftover, f"processes left behind after Ctrl-C: {leftover}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -12,6 +12,7 @@ from sglrs.server.openai.convert import (
     chat_to_generate,
     completion_to_generate,
     openai_message,
+    request_id,
 )
 from sglrs.server.openai.protocol import parse_chat_request, parse_completion_request
 from sglrs.serving.generate_request import parse_generate_body
@@ -236,3 +237,13 @@ _RENAMED = [
 @pytest.mark.parametrize(("message", "field", "expected", "param"), _RENAMED)
 def test_openai_message_uses_openai_field_names(message, field, expected, param):
     assert openai_message(message, field) == (expected, param)
+
+
+def test_batch_prompts_get_one_rid_each():
+    req = parse_completion_request({"prompt": ["a", "b"], "rid": "x"})
+    assert request_id(req) == ["x-0", "x-1"]
+    assert parse_generate_body(completion_to_generate(req, request_id(req))).is_batch
+    generated = request_id(parse_completion_request({"prompt": [[1], [2], [3]]}))
+    assert len(set(generated)) == 3
+    assert request_id(parse_completion_request({"prompt": "a", "rid": "y"})) == "y"
+    assert request_id(parse_completion_request({"prompt": [1, 2], "rid": "y"})) == "y"

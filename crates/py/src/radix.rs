@@ -374,7 +374,8 @@ fn adopt(
     let mut problem = None;
     let mut marked = 0;
     for (i, &s) in new.iter().enumerate() {
-        let offset = i % page;
+        // `new` starts at a page boundary (the cached length is page-aligned).
+        let offset = if page == 1 { 0 } else { i % page };
         if alloc.is_free(s) {
             problem = Some(format!(
                 "slot {s} is free: insert only slots allocated by alloc()"
@@ -383,7 +384,7 @@ fn adopt(
             problem = Some(format!(
                 "slot {s} is already cached in the tree (or repeated)"
             ));
-        } else if s as usize % page != offset || (offset > 0 && s != new[i - 1] + 1) {
+        } else if (offset == 0 && !page_aligned(s, page)) || (offset > 0 && s != new[i - 1] + 1) {
             problem = Some(format!(
                 "slot {s} at position {i} breaks page alignment: each page of {page} tokens \
                  must be one allocated page"
@@ -404,6 +405,10 @@ fn adopt(
             Err(InsertError::Slot(format!("slot_ids: {msg}")))
         }
     }
+}
+
+fn page_aligned(s: SlotId, page: usize) -> bool {
+    page == 1 || s as usize % page == 0
 }
 
 fn check_accounting(inner: &Inner) -> Result<(), String> {

@@ -282,11 +282,7 @@ fn run(page: usize, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn matches_reference_page_1(ops in prop::collection::vec(op(3), 1..80)) {

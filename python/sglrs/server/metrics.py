@@ -26,12 +26,12 @@ E2E_BUCKETS = (
     350, 500, 1000,
 )  # fmt: skip
 
-# Scheduler stats key -> (gauge name, help).
+# Gauge -> (help, scheduler stats keys to read it from, first present wins).
 SCHEDULER_GAUGES = {
-    "num_running_reqs": ("sglang:num_running_reqs", "Requests in the running batch."),
-    "num_queue_reqs": ("sglang:num_queue_reqs", "Requests waiting to be scheduled."),
-    "token_usage": ("sglang:token_usage", "Fraction of KV cache slots in use."),
-    "cache_hit_rate": ("sglang:cache_hit_rate", "Prefix cache hit rate (tokens)."),
+    "sglang:num_running_reqs": ("Requests in the running batch.", ("num_running_reqs", "running")),
+    "sglang:num_queue_reqs": ("Requests waiting to be scheduled.", ("num_queue_reqs", "waiting")),
+    "sglang:token_usage": ("Fraction of KV cache slots in use.", ("token_usage",)),
+    "sglang:cache_hit_rate": ("Prefix cache hit rate (tokens).", ("cache_hit_rate",)),
 }
 
 
@@ -61,10 +61,10 @@ class PrometheusMetrics(MetricsHooks):
         self.e2e = histogram(
             "sglang:e2e_request_latency_seconds", "End-to-end request latency.", E2E_BUCKETS
         )
-        self.gauges = {
-            key: Gauge(name, doc, labels, registry=self.registry).labels(model_name)
-            for key, (name, doc) in SCHEDULER_GAUGES.items()
-        }
+        self.gauges = [
+            (keys, Gauge(name, doc, labels, registry=self.registry).labels(model_name))
+            for name, (doc, keys) in SCHEDULER_GAUGES.items()
+        ]
 
     # ---- MetricsHooks ------------------------------------------------------------------------
 
@@ -90,10 +90,12 @@ class PrometheusMetrics(MetricsHooks):
 
     def set_scheduler_stats(self, stats: dict[str, Any]) -> None:
         """Copy the scheduler's gauges; keys it does not report keep their last value."""
-        for key, gauge in self.gauges.items():
-            value = stats.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                gauge.set(float(value))
+        for keys, gauge in self.gauges:
+            for key in keys:
+                value = stats.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    gauge.set(float(value))
+                    break
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -100,10 +100,11 @@ async def model_info(request: Request) -> Response:
     ctx = server_context(request)
     info = ctx.model_info
     args = ctx.args
+    model_path = info.get("model_path") or args.model_path
     return json_response(
         {
-            "model_path": args.model_path,
-            "tokenizer_path": args.tokenizer_path or args.model_path,
+            "model_path": model_path,
+            "tokenizer_path": info.get("tokenizer_path") or args.tokenizer_path or model_path,
             "is_generation": True,
             "preferred_sampling_params": None,
             "weight_version": info.get("weight_version", "default"),
@@ -119,9 +120,12 @@ async def model_info(request: Request) -> Response:
 async def server_info(request: Request) -> Response:
     ctx = server_context(request)
     resp = await ctx.tokenizer_manager.control("stats", timeout=STATS_TIMEOUT_S)
+    args = ctx.args.to_dict()
+    if args.get("api_key"):
+        args["api_key"] = "<redacted>"  # the info endpoint must not hand out the credential
     return json_response(
         {
-            **ctx.args.to_dict(),
+            **args,
             "model_info": ctx.model_info,
             "internal_states": [resp.payload],
             "version": __version__,

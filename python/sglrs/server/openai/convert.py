@@ -25,7 +25,18 @@ def _body(req: OpenAIRequest, rid: str | list[str]) -> dict[str, Any]:
 
 
 def request_id(req: OpenAIRequest) -> str | list[str]:
-    return req.rid if req.rid is not None else uuid.uuid4().hex
+    """The request's rid (one per prompt for a batch of completions prompts)."""
+    rid = req.rid if req.rid is not None else uuid.uuid4().hex
+    prompts = _num_prompts(req.prompt)
+    if isinstance(rid, str) and prompts > 1:
+        return [f"{rid}-{i}" for i in range(prompts)]
+    return rid
+
+
+def _num_prompts(prompt: Any) -> int:
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        return len(prompt)
+    return 1
 
 
 def completion_to_generate(req: OpenAIRequest, rid: str | list[str]) -> dict[str, Any]:

@@ -1,13 +1,18 @@
-"""HF transformers' LlamaForCausalLM holding the weights of a GGUF file, as a reference."""
+"""HF transformers' LlamaForCausalLM holding the weights of a GGUF file: the reference that
+tests and benchmarks compare sglrs against (same dequantized weights, HF's own model code)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from sglrs.model_loader import ModelConfig
 from sglrs.model_loader.gguf_file import open_gguf
 
 
-def hf_llama(gguf_path, cfg):
+def hf_llama(gguf_path: str, cfg: ModelConfig) -> Any:
+    """LlamaForCausalLM (CPU, float32) with the GGUF's weights; `cfg` is its ModelConfig."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
