@@ -84,9 +84,3 @@ where
     }
     Ok(())
 }
-
-/// A numpy int32 array owning a copy of `values` (slot ids are < 2^31).
-pub fn to_numpy_i32<'py>(py: Python<'py>, values: &[u32]) -> Bound<'py, PyArray1<i32>> {
-    let v: Vec<i32> = values.iter().map(|&x| x as i32).collect();
-    PyArray1::from_vec(py, v)
-}
