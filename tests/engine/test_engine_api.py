@@ -134,6 +134,22 @@ def test_logprobs(engine):
     assert len(inputs) == meta["prompt_tokens"] and inputs[0][0] is None
 
 
+def test_prompt_logprobs_of_a_cached_prompt_are_complete(engine):
+    prompt = "A prompt that is cached before its logprobs are asked for"
+    engine.generate(prompt, {"max_new_tokens": 1})
+    first = engine.generate(
+        prompt, {"max_new_tokens": 1}, return_logprob=True, logprob_start_len=0
+    )["meta_info"]
+    later = engine.generate(
+        prompt, {"max_new_tokens": 1}, return_logprob=True, logprob_start_len=3
+    )["meta_info"]
+    assert len(first["input_token_logprobs"]) == first["prompt_tokens"]
+    expected = first["input_token_logprobs"][3:]
+    assert [t[1] for t in later["input_token_logprobs"]] == [t[1] for t in expected]
+    got = [t[0] for t in later["input_token_logprobs"]]
+    assert got == pytest.approx([t[0] for t in expected], abs=1e-4)
+
+
 def test_bad_sampling_params_raise_value_error_naming_the_field(engine):
     with pytest.raises(ValueError, match="top_p"):
         engine.generate("x", {"top_p": 0})

@@ -348,8 +348,10 @@ impl RadixCache {
     }
 
     fn check_range(&self, slots: &[SlotId], what: &str) -> PyResult<()> {
-        let max = slots.iter().copied().max().unwrap_or(0);
-        if !slots.is_empty() && max as usize >= self.capacity {
+        // A branch-free fold vectorizes; the offending slot is looked up only on error.
+        let cap = self.capacity.min(u32::MAX as usize) as u32;
+        if slots.iter().fold(false, |bad, &s| bad | (s >= cap)) {
+            let max = slots.iter().copied().max().unwrap_or(0);
             return Err(PyValueError::new_err(format!(
                 "{what}: slot {max} is out of range (capacity {})",
                 self.capacity

@@ -363,7 +363,7 @@ impl PyScheduler {
     /// Queues a request. ValueError on a duplicate id, an empty prompt, a negative value,
     /// `max_new_tokens == 0`, prompt + max_new_tokens beyond `context_length`, or a prompt
     /// larger than the KV pool.
-    #[pyo3(signature = (id, prompt_tokens, max_new_tokens, *, ignore_eos=false, stop_token_ids=None, eos_token_ids=None, priority=0))]
+    #[pyo3(signature = (id, prompt_tokens, max_new_tokens, *, ignore_eos=false, stop_token_ids=None, eos_token_ids=None, priority=0, max_cached_prefix=None))]
     #[allow(clippy::too_many_arguments)]
     fn add_request(
         &mut self,
@@ -374,6 +374,7 @@ impl PyScheduler {
         stop_token_ids: Option<&Bound<'_, PyAny>>,
         eos_token_ids: Option<&Bound<'_, PyAny>>,
         priority: i64,
+        max_cached_prefix: Option<usize>,
     ) -> PyResult<()> {
         let id = non_negative(id, "id")?;
         let max_new = non_negative(max_new_tokens, "max_new_tokens")? as usize;
@@ -387,6 +388,7 @@ impl PyScheduler {
             stop_token_ids: ids(stop_token_ids, "stop_token_ids")?,
             eos_token_ids: ids(eos_token_ids, "eos_token_ids")?,
             priority,
+            max_cached_prefix,
         };
         self.inner
             .add_request(id, prompt, max_new, opts)

@@ -120,6 +120,9 @@ impl SlotAllocator {
             let slot = slots[slots.len() / page_size * page_size];
             return Err(RadixError::PartialPage { slot, page_size });
         }
+        if page_size == 1 {
+            return self.free_single_slots(slots);
+        }
         // Validate and mark in one pass; on an error, unmark what this call marked.
         for (i, chunk) in slots.chunks_exact(page_size).enumerate() {
             if let Err(e) = self.check_page(chunk) {
@@ -136,6 +139,30 @@ impl SlotAllocator {
                 .chunks_exact(page_size)
                 .map(|c| page_index(shift, page_size, c[0]) as u32),
         );
+        Ok(())
+    }
+
+    /// `free` with one slot per page: the hot path of eviction, kept to one bit test and one
+    /// bit set per slot.
+    fn free_single_slots(&mut self, slots: &[SlotId]) -> Result<(), RadixError> {
+        let capacity = self.num_pages;
+        for (i, &s) in slots.iter().enumerate() {
+            let error = if s as usize >= capacity {
+                Some(RadixError::SlotOutOfRange { slot: s, capacity })
+            } else if self.page_bit(s as usize) {
+                Some(RadixError::DoubleFree { slot: s })
+            } else {
+                None
+            };
+            if let Some(e) = error {
+                for &done in &slots[..i] {
+                    self.set_page_bit(done as usize, false);
+                }
+                return Err(e);
+            }
+            self.set_page_bit(s as usize, true);
+        }
+        self.free_pages.extend_from_slice(slots);
         Ok(())
     }
 

@@ -103,9 +103,16 @@ impl Scheduler {
             let nothing_else =
                 self.batch.is_empty() && self.running.is_empty() && self.chunked.is_none();
             let r = self.slab.get_mut(idx);
-            let Request { tokens, slots, .. } = &mut *r;
+            let Request {
+                tokens,
+                slots,
+                max_cached_prefix,
+                ..
+            } = &mut *r;
             debug_assert!(slots.is_empty());
-            let (matched, node) = self.kv.match_prefix(cache_key(tokens), slots);
+            let key = cache_key(tokens);
+            let key = &key[..key.len().min(*max_cached_prefix)];
+            let (matched, node) = self.kv.match_prefix(key, slots);
             let extend_full = fill - matched;
             let input_tokens = self.kv.pages_for(extend_full) * ps;
             let total = input_tokens + r.remaining_new().min(clip);

@@ -62,6 +62,9 @@ pub struct RequestOptions {
     pub eos_token_ids: Vec<u32>,
     /// Larger runs first under the `priority` policy.
     pub priority: i64,
+    /// At most this many leading tokens are taken from the prefix cache (`None`: no limit).
+    /// A request that needs the prompt's logits from position `L` on sets `Some(L)`.
+    pub max_cached_prefix: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -75,6 +78,7 @@ pub(crate) struct Request {
     /// EOS and stop ids merged, sorted, deduplicated (both end with a stop-token reason).
     pub stop_ids: Vec<u32>,
     pub priority: i64,
+    pub max_cached_prefix: usize,
     pub arrival: u64,
     pub state: ReqState,
 
@@ -119,6 +123,7 @@ impl Request {
             ignore_eos: opts.ignore_eos,
             stop_ids,
             priority: opts.priority,
+            max_cached_prefix: opts.max_cached_prefix.unwrap_or(usize::MAX),
             arrival,
             state: ReqState::Waiting,
             slots: Vec::new(),
@@ -171,6 +176,7 @@ mod tests {
             stop_token_ids: vec![7, 3],
             eos_token_ids: vec![2, 3],
             priority: 0,
+            max_cached_prefix: None,
         };
         Request::new(1, vec![10, 11], max_new, opts, 0, 0)
     }

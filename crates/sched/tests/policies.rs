@@ -213,3 +213,29 @@ fn fcfs_admits_in_arrival_order_and_lpm_falls_back_on_long_queues() {
         );
     }
 }
+
+/// A request that needs its prompt's logits from position L on takes at most L tokens from the
+/// cache, even when the whole prompt is cached.
+#[test]
+fn max_cached_prefix_caps_the_reused_prefix() {
+    let mut cfg = SchedulerConfig::new(1024);
+    cfg.context_length = 256;
+    let mut sim = Sim::new(cfg);
+    let prompt: Vec<u32> = (0..40).map(|i| 3 + i as u32).collect();
+    sim.add(1, prompt.clone(), 2, no_eos());
+    while !sim.all_done() {
+        sim.step(); // not drain: it would flush the cache
+    }
+    let capped = RequestOptions {
+        max_cached_prefix: Some(10),
+        ..no_eos()
+    };
+    sim.add(2, prompt.clone(), 2, capped);
+    sim.add(3, prompt, 2, no_eos());
+    while !sim.all_done() {
+        sim.step();
+    }
+    // Request 2 reuses 10 tokens, request 3 the whole prompt but its last token (39).
+    assert_eq!(sim.stats().hit_tokens, 10 + 39);
+    sim.drain(100);
+}

@@ -222,6 +222,10 @@ class EngineCore:
             ignore_eos=p.ignore_eos,
             stop_token_ids=p.stop_token_ids,
             eos_token_ids=self.eos_token_ids,
+            # Prompt logprobs from position L need the logits of L-1: compute it, don't reuse.
+            max_cached_prefix=(
+                max(state.logprob_start_len - 1, 0) if state.wants_prompt_logprobs else None
+            ),
         )
         self._track(state)
         if state.has_stop_strings and self.stops is not None:

@@ -425,5 +425,6 @@ pub fn opts(rng: &mut Rng) -> RequestOptions {
         stop_token_ids: if rng.chance(50) { vec![STOP] } else { vec![] },
         eos_token_ids: vec![EOS],
         priority: rng.below(3) as i64,
+        max_cached_prefix: None,
     }
 }
