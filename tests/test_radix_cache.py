@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from sglrs import RadixCache
+from sglrs import RadixCache, RadixNode
 
 
 def cached(cache: RadixCache, tokens: list[int]) -> np.ndarray:
@@ -36,7 +36,8 @@ def test_match_insert_split_and_slots() -> None:
     n, got, _ = cache.match_prefix(np.array([1, 2, 3, 4, 5, 6, 7]))
     assert (n, got.tolist()) == (6, slots.tolist() + more[4:].tolist())
     cache.check_integrity()
-    assert repr(node).startswith("RadixNode(")
+    assert isinstance(node, RadixNode) and repr(node).startswith("RadixNode(")
+    assert cache.match_prefix([1, 2, 3])[2] == node  # handles compare by node identity
 
 
 def test_empty_match_returns_root_and_empty_slots() -> None:

@@ -15,7 +15,7 @@ from live_server import API_KEY
 
 CLIENTS = 200
 DISCONNECT_FRACTION = 0.2
-MAX_NEW_TOKENS = 8
+MAX_NEW_TOKENS = 4
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes | None:
@@ -33,7 +33,7 @@ async def stream_client(port: int, i: int, hang_up_after: int | None) -> dict:
     """POST a streaming /generate; hang up after `hang_up_after` events if given."""
     body = json.dumps(
         {
-            "text": f"Request {i}: tell me about the number {i}.",
+            "text": f"Tell me about {i}.",
             "stream": True,
             "sampling_params": {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.7},
         }
