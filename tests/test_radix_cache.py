@@ -268,3 +268,14 @@ def test_threads_share_one_cache() -> None:
     cache.check_integrity()
     assert cache.protected_size() == 0
     assert cache.available() + cache.total_size() == cache.capacity()
+
+
+def test_slots_in_any_order() -> None:
+    cache = RadixCache(64, page_size=2)
+    slots = cache.alloc(8)
+    pages = slots.reshape(4, 2)[[2, 0, 3, 1]].ravel()  # whole pages, out of order
+    assert cache.insert(list(range(8)), pages) == 0
+    cache.check_integrity()
+    assert sorted(cache.evict(8).tolist()) == sorted(slots.tolist())
+    assert cache.available() == 64
+    cache.check_integrity()

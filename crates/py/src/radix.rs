@@ -203,8 +203,8 @@ impl RadixCache {
             let mut freed = Vec::new();
             inner.tree.evict(n, &mut freed);
             inner.alloc.free(&freed).map(|()| {
-                for &s in &freed {
-                    set_bit(&mut inner.in_tree, s, false);
+                for (s, len) in runs(&freed) {
+                    set_bits(&mut inner.in_tree, s as usize, s as usize + len, false);
                 }
                 freed
             })
@@ -373,6 +373,10 @@ fn adopt(
     new: &[SlotId],
     page: usize,
 ) -> Result<(), InsertError> {
+    if adopt_runs(alloc, in_tree, new, page) {
+        return Ok(());
+    }
+    // Something is wrong: find and report the first bad slot.
     let mut problem = None;
     let mut marked = 0;
     for (i, &s) in new.iter().enumerate() {
@@ -405,6 +409,67 @@ fn adopt(
                 set_bit(in_tree, s, false);
             }
             Err(InsertError::Slot(format!("slot_ids: {msg}")))
+        }
+    }
+}
+
+/// The fast path of `adopt`: slots normally come in ascending runs of whole pages (what the
+/// allocator hands out), checked and marked a 64-bit word at a time. `false` (nothing marked)
+/// if anything is off; the per-slot path then reports it.
+fn adopt_runs(alloc: &SlotAllocator, in_tree: &mut [u64], new: &[SlotId], page: usize) -> bool {
+    let mut pos = 0;
+    for (start, len) in runs(new) {
+        let (a, b) = (start as usize, start as usize + len);
+        let whole_pages = page == 1 || (pos % page == 0 && len % page == 0 && a % page == 0);
+        if !whole_pages || alloc.any_free(start..b as u32) || any_bit(in_tree, a, b) {
+            for (s, l) in runs(&new[..pos]) {
+                set_bits(in_tree, s as usize, s as usize + l, false);
+            }
+            return false;
+        }
+        set_bits(in_tree, a, b, true);
+        pos += len;
+    }
+    true
+}
+
+/// Maximal runs of consecutive ascending slots: `(first slot, length)`.
+fn runs(slots: &[SlotId]) -> impl Iterator<Item = (SlotId, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let start = *slots.get(i)?;
+        let mut len = 1;
+        while i + len < slots.len() && slots[i + len] == start.wrapping_add(len as u32) {
+            len += 1;
+        }
+        i += len;
+        Some((start, len))
+    })
+}
+
+/// `(word, mask)` pairs covering bits `a..b` (`a < b`).
+fn word_masks(a: usize, b: usize) -> impl Iterator<Item = (usize, u64)> {
+    let (first, last) = (a / 64, (b - 1) / 64);
+    (first..=last).map(move |w| {
+        let lo = if w == first { a % 64 } else { 0 };
+        let hi = if w == last { (b - 1) % 64 + 1 } else { 64 };
+        (w, (u64::MAX >> (64 - (hi - lo))) << lo)
+    })
+}
+
+fn any_bit(bits: &[u64], a: usize, b: usize) -> bool {
+    a < b && word_masks(a, b).any(|(w, m)| bits[w] & m != 0)
+}
+
+fn set_bits(bits: &mut [u64], a: usize, b: usize, on: bool) {
+    if a >= b {
+        return;
+    }
+    for (w, m) in word_masks(a, b) {
+        if on {
+            bits[w] |= m;
+        } else {
+            bits[w] &= !m;
         }
     }
 }

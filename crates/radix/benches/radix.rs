@@ -24,10 +24,14 @@ impl Rng {
     }
 }
 
-/// Inserts `tokens` with fresh slots.
+/// Inserts `tokens` with fresh slots (wrapping: a long bench run issues billions, and slot
+/// values do not matter here).
 fn insert_fresh(tree: &mut RadixTree, tokens: &[u32], slot: &mut u32) {
-    let slots: Vec<u32> = (*slot..*slot + tokens.len() as u32).collect();
-    *slot += tokens.len() as u32;
+    let base = *slot;
+    let slots: Vec<u32> = (0..tokens.len() as u32)
+        .map(|i| base.wrapping_add(i))
+        .collect();
+    *slot = base.wrapping_add(tokens.len() as u32);
     tree.insert(tokens, &slots).unwrap();
 }
 

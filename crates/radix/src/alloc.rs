@@ -12,7 +12,8 @@ pub struct SlotAllocator {
     /// which would dominate the per-slot cost of `free` and `is_free`.
     page_shift: Option<u32>,
     num_pages: usize,
-    /// Free pages, used as a stack: the most recently freed page is handed out first.
+    /// Free pages, used as a stack: the most recently freed pages are handed out first (in
+    /// ascending order, so that runs of slots stay contiguous).
     free_pages: Vec<u32>,
     /// One bit per page: set while the page is free (catches double frees).
     is_free: Vec<u64>,
@@ -137,33 +138,57 @@ impl SlotAllocator {
         self.free_pages.extend(
             slots
                 .chunks_exact(page_size)
+                .rev()
                 .map(|c| page_index(shift, page_size, c[0]) as u32),
         );
         Ok(())
     }
 
-    /// `free` with one slot per page: the hot path of eviction, kept to one bit test and one
-    /// bit set per slot.
+    /// `free` with one slot per page: the hot path of eviction. Slots come in ascending runs
+    /// (the tree keeps what the allocator handed out, in order), so each run is checked and
+    /// marked a 64-bit word at a time.
     fn free_single_slots(&mut self, slots: &[SlotId]) -> Result<(), RadixError> {
-        let capacity = self.num_pages;
-        for (i, &s) in slots.iter().enumerate() {
-            let error = if s as usize >= capacity {
-                Some(RadixError::SlotOutOfRange { slot: s, capacity })
-            } else if self.page_bit(s as usize) {
-                Some(RadixError::DoubleFree { slot: s })
+        let mut done = 0;
+        for (start, len) in runs(slots) {
+            let end = start as usize + len;
+            let error = if end > self.num_pages {
+                let slot = start + (self.num_pages.saturating_sub(start as usize)) as u32;
+                Some(RadixError::SlotOutOfRange {
+                    slot,
+                    capacity: self.num_pages,
+                })
+            } else if any_bit(&self.is_free, start as usize, end) {
+                let k = (0..len)
+                    .find(|&k| self.page_bit(start as usize + k))
+                    .unwrap_or(0);
+                Some(RadixError::DoubleFree {
+                    slot: start + k as u32,
+                })
             } else {
                 None
             };
             if let Some(e) = error {
-                for &done in &slots[..i] {
-                    self.set_page_bit(done as usize, false);
+                for (s, l) in runs(&slots[..done]) {
+                    set_bits(&mut self.is_free, s as usize, s as usize + l, false);
                 }
                 return Err(e);
             }
-            self.set_page_bit(s as usize, true);
+            set_bits(&mut self.is_free, start as usize, end, true);
+            done += len;
         }
-        self.free_pages.extend_from_slice(slots);
+        // Reversed, so that a freed run is handed out again in ascending order.
+        self.free_pages.extend(slots.iter().rev());
         Ok(())
+    }
+
+    /// Whether any slot of `slots` is free (or out of range).
+    pub fn any_free(&self, slots: std::ops::Range<SlotId>) -> bool {
+        if slots.is_empty() {
+            return false;
+        }
+        let first = self.page_of(slots.start);
+        let last = self.page_of(slots.end - 1);
+        last >= self.num_pages || any_bit(&self.is_free, first, last + 1)
     }
 
     /// `chunk` (one page worth of slots) is a whole, allocated page.
@@ -210,6 +235,47 @@ impl SlotAllocator {
     }
 }
 
+/// Maximal runs of consecutive ascending slots: `(first slot, length)`.
+pub(crate) fn runs(slots: &[SlotId]) -> impl Iterator<Item = (SlotId, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let start = *slots.get(i)?;
+        let mut len = 1;
+        while i + len < slots.len() && slots[i + len] == start.wrapping_add(len as u32) {
+            len += 1;
+        }
+        i += len;
+        Some((start, len))
+    })
+}
+
+/// Bit masks covering bits `a..b` (`a < b`), one per 64-bit word.
+fn word_masks(a: usize, b: usize) -> impl Iterator<Item = (usize, u64)> {
+    let (first, last) = (a / 64, (b - 1) / 64);
+    (first..=last).map(move |w| {
+        let lo = if w == first { a % 64 } else { 0 };
+        let hi = if w == last { (b - 1) % 64 + 1 } else { 64 };
+        (w, (u64::MAX >> (64 - (hi - lo))) << lo)
+    })
+}
+
+fn any_bit(bits: &[u64], a: usize, b: usize) -> bool {
+    a < b && word_masks(a, b).any(|(w, m)| bits[w] & m != 0)
+}
+
+fn set_bits(bits: &mut [u64], a: usize, b: usize, on: bool) {
+    if a >= b {
+        return;
+    }
+    for (w, m) in word_masks(a, b) {
+        if on {
+            bits[w] |= m;
+        } else {
+            bits[w] &= !m;
+        }
+    }
+}
+
 /// The page holding `slot`: a shift when the page size is a power of two.
 #[inline]
 fn page_index(shift: Option<u32>, page_size: usize, slot: SlotId) -> usize {
@@ -230,6 +296,9 @@ mod tests {
         assert_eq!(a.available(), 7);
         a.free(&[1]).unwrap();
         assert_eq!(a.alloc(1), Some(vec![1]));
+        // A freed run comes back in ascending order.
+        a.free(&[0, 1, 2]).unwrap();
+        assert_eq!(a.alloc(3), Some(vec![0, 1, 2]));
         assert_eq!(a.alloc(8), None);
         assert_eq!(a.available(), 7);
         let mut out = vec![99];
@@ -279,6 +348,28 @@ mod tests {
         assert!(!a.is_free(2) && !a.is_free(3));
         a.free(&[2, 3, 1]).unwrap();
         assert_eq!(a.available(), 4);
+    }
+
+    #[test]
+    fn runs_and_bit_ranges() {
+        let r: Vec<_> = runs(&[3, 4, 5, 9, 8, 10, 11]).collect();
+        assert_eq!(r, vec![(3, 3), (9, 1), (8, 1), (10, 2)]);
+        let mut bits = vec![0u64; 3];
+        set_bits(&mut bits, 60, 130, true);
+        assert!(any_bit(&bits, 0, 61) && !any_bit(&bits, 0, 60) && !any_bit(&bits, 130, 192));
+        assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 70);
+        set_bits(&mut bits, 64, 128, false);
+        assert_eq!(bits, vec![0xF << 60, 0, 0b11]);
+        let mut a = SlotAllocator::new(200, 1);
+        let s = a.alloc(200).unwrap();
+        a.free(&s[10..20]).unwrap();
+        assert!(a.any_free(15..16) && !a.any_free(20..200) && a.any_free(199..201));
+        // A double free inside a later run rolls back the earlier runs.
+        assert_eq!(
+            a.free(&[100, 101, 102, 15]),
+            Err(RadixError::DoubleFree { slot: 15 })
+        );
+        assert!(!a.is_free(100) && a.available() == 10);
     }
 
     #[test]
