@@ -122,8 +122,9 @@ def test_unknown_field_rejected() -> None:
 def test_unsupported_fields_rejected(field: str) -> None:
     with pytest.raises(ValueError, match=rf"sampling_params\.{field} is not supported"):
         SamplingParams.from_dict({field: "x"})
-    # An explicit null asks for nothing and is accepted.
-    assert SamplingParams.from_dict({field: None}) == SamplingParams()
+    # An explicit null, or an empty value, asks for nothing and is accepted.
+    for nothing in (None, [], ""):
+        assert SamplingParams.from_dict({field: nothing}) == SamplingParams()
 
 
 def test_one_grammar_at_most() -> None:

@@ -163,3 +163,20 @@ def test_server_stays_up_after_bad_requests(client):
         http.post("/generate", content=b"{")
         http.post("/v1/chat/completions", json={"messages": "x"})
     assert http.get("/health").status_code == 200
+
+
+def test_internal_error_is_a_json_500_without_traceback(client):
+    http, engine = client
+
+    def broken(req):
+        raise KeyError("internal detail")
+
+    engine.tm.prepare = broken
+    resp = http.post("/generate", json={"text": "hi"})
+    assert resp.status_code == 500
+    error = resp.json()["error"]
+    assert error["code"] == 500 and "KeyError" in error["message"]
+    assert "Traceback" not in resp.text
+    resp = http.post("/v1/completions", json={"prompt": "hi"})
+    assert resp.status_code == 500 and resp.json()["type"] == "InternalServerError"
+    assert http.get("/health").status_code == 200

@@ -49,7 +49,8 @@ class GrammarManager:
                 req.matcher = Matcher(future.result())
                 done.append(req)
             except Exception as e:  # a bad grammar fails its own request only
-                failed.append((req, f"invalid grammar: {e}"))
+                field = "regex" if req.params.regex is not None else "json_schema"
+                failed.append((req, f"sampling_params.{field}: invalid grammar: {e}"))
         self._waiting = still
         return done, failed
 

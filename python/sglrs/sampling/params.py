@@ -136,8 +136,8 @@ class SamplingParams:
         for key, value in d.items():
             name = _ALIASES.get(key, key)
             if key in UNSUPPORTED_FIELDS:
-                if value is None:
-                    continue  # an explicit null asks for nothing
+                if value is None or value == [] or value == "":
+                    continue  # null or empty asks for nothing (SGLang's client sends stop_regex: [])
                 raise ValueError(f"sampling_params.{key} is not supported by sglrs")
             if name not in known:
                 raise ValueError(f"sampling_params.{key} is not a known sampling parameter")

@@ -89,10 +89,15 @@ def guarded(handler: Handler) -> Handler:
     return wrapped
 
 
-def internal_error(request: Request, e: BaseException) -> Response:
-    ctx = server_context(request)
-    path = request.url.path
+def describe_failure(ctx: ServerContext, path: str, e: BaseException) -> tuple[str, int]:
+    """(message, status) for an unexpected exception: 503 if the engine died, else a 500."""
     if ctx.tm is not None and not ctx.tm.healthy:
-        return error_response(path, f"the engine failed: {ctx.tm.fatal_error}", 503)
+        return f"the engine failed: {ctx.tm.fatal_error}", 503
     logger.error("internal error on %s", path, exc_info=e)
-    return error_response(path, f"internal server error: {type(e).__name__}: {e}", 500)
+    return f"internal server error: {type(e).__name__}: {e}", 500
+
+
+def internal_error(request: Request, e: BaseException) -> Response:
+    path = request.url.path
+    message, status = describe_failure(server_context(request), path, e)
+    return error_response(path, message, status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -13,7 +13,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from sglrs import __version__
-from sglrs.server.context import guarded, read_json, server_context
+from sglrs.server.context import (
+    ServerContext,
+    describe_failure,
+    guarded,
+    read_json,
+    server_context,
+)
 from sglrs.server.errors import APIError, json_response, native_error_body
 from sglrs.server.metrics import CONTENT_TYPE
 from sglrs.server.outputs import first_output, raise_if_rejected
@@ -40,12 +46,14 @@ async def generate(request: Request) -> Response:
     stream = stream_all(tm, parsed)
     # The first chunk is awaited before answering, so validation errors are still a 400.
     first = await cancel_on_disconnect(request, first_output(stream))
-    return SSEResponse(_native_events(first, stream))
+    return SSEResponse(_native_events(ctx, first, stream))
 
 
 async def _native_events(
-    first: dict[str, Any] | None, stream: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[bytes]:
+    ctx: ServerContext,
+    first: dict[str, Any] | None,
+    stream: AsyncGenerator[dict[str, Any], None],
+) -> AsyncGenerator[bytes, None]:
     try:
         if first is not None:
             yield sse_event(first)
@@ -54,10 +62,9 @@ async def _native_events(
     except RequestError as e:
         yield sse_event(native_error_body(str(e), 400))
     except Exception as e:
-        logger.error("streaming /generate failed", exc_info=e)
-        yield sse_event(native_error_body(f"{type(e).__name__}: {e}", 500))
+        yield sse_event(native_error_body(*describe_failure(ctx, "/generate", e)))
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     yield DONE
 
 

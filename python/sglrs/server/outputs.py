@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from sglrs.serving.generate_request import RequestError
@@ -20,7 +20,7 @@ def raise_if_rejected(output: dict[str, Any]) -> None:
             raise RequestError(str(reason.get("message") or "the request was rejected"))
 
 
-async def first_output(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+async def first_output(stream: AsyncGenerator[dict[str, Any], None]) -> dict[str, Any] | None:
     """The first chunk of a stream (None if empty); the stream is closed if it fails."""
     try:
         out = await stream.__anext__()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, TypeVar
 
 import msgspec
@@ -69,7 +69,7 @@ class SSEResponse:
     generation behind it.
     """
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
         self.events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,9 +91,7 @@ class SSEResponse:
         finally:
             await _cancel(watcher)
             await _cancel(pump)
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self.events.aclose()
         if not pump.cancelled() and pump.exception() is not None:
             logger.error("streaming failed", exc_info=pump.exception())
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sglrs.server.context import ServerContext, guarded, read_json, server_context
+from sglrs.server.context import (
+    ServerContext,
+    describe_failure,
+    guarded,
+    read_json,
+    server_context,
+)
 from sglrs.server.errors import APIError, json_response, openai_error_body
 from sglrs.server.openai.convert import (
     chat_prompt_ids,
@@ -35,8 +40,6 @@ from sglrs.server.outputs import first_output, raise_if_rejected
 from sglrs.server.streaming import DONE, SSEResponse, cancel_on_disconnect, sse_event
 from sglrs.serving.generate import generate_all, stream_all
 from sglrs.serving.generate_request import RequestError, parse_generate_body
-
-logger = logging.getLogger(__name__)
 
 
 def _require_tokenizer(ctx: ServerContext) -> None:
@@ -100,15 +103,16 @@ async def _run(
         raise APIError(message, 400, param) from e
     choices = len(parsed.requests) * req.n
     formatter = StreamFormatter(chat, req, info, choices)
-    return SSEResponse(_openai_events(first, stream, formatter, req))
+    return SSEResponse(_openai_events(ctx, first, stream, formatter, req))
 
 
 async def _openai_events(
+    ctx: ServerContext,
     first: dict[str, Any] | None,
-    stream: AsyncIterator[dict[str, Any]],
+    stream: AsyncGenerator[dict[str, Any], None],
     formatter: StreamFormatter,
     req: OpenAIRequest,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         if first is not None:
             for chunk in formatter.chunks(first):
@@ -123,10 +127,10 @@ async def _openai_events(
         message, param = openai_message(str(e), req.max_tokens_field)
         yield sse_event({"error": openai_error_body(message, 400, param)})
     except Exception as e:
-        logger.error("streaming an OpenAI response failed", exc_info=e)
-        yield sse_event({"error": openai_error_body(f"{type(e).__name__}: {e}", 500)})
+        message, status = describe_failure(ctx, "/v1", e)
+        yield sse_event({"error": openai_error_body(message, status)})
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     yield DONE
 
 
