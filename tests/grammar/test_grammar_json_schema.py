@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from helpers import ByteTokens, accepts_fully, random_walk
+from grammar_helpers import ByteTokens, accepts_fully, random_walk
 
 from sglrs.grammar import Grammar, TokenizerInfo
 

@@ -7,8 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import TINY_EOS
-from helpers import ByteTokens, accepts_fully, allowed_ids
+from grammar_helpers import TINY_EOS, ByteTokens, accepts_fully, allowed_ids, tiny_tokenizer_json
 
 from sglrs.grammar import (
     Grammar,
@@ -28,15 +27,9 @@ def test_tokenizer_info(tiny_info: TokenizerInfo) -> None:
     tok = ByteTokens(tiny_info)
     assert tiny_info.token_bytes(tok.by_bytes["é".encode()]) == "é".encode()
     padded = TokenizerInfo.from_tokenizer_json(
-        TokenizerInfo_json(), [TINY_EOS], vocab_size=tiny_info.vocab_size + 100
+        tiny_tokenizer_json(), [TINY_EOS], vocab_size=tiny_info.vocab_size + 100
     )
     assert padded.vocab_size == tiny_info.vocab_size + 100
-
-
-def TokenizerInfo_json() -> str:  # noqa: N802 - reads as the thing it returns
-    from conftest import tiny_tokenizer_json
-
-    return tiny_tokenizer_json()
 
 
 @pytest.mark.parametrize(
@@ -133,7 +126,7 @@ def test_invalid_inputs_raise_value_error(tiny_info: TokenizerInfo) -> None:
     with pytest.raises(ValueError, match="whitespace"):
         Grammar.from_json_schema({}, tiny_info, whitespace="loose")
     with pytest.raises(ValueError, match="EOS id"):
-        TokenizerInfo.from_tokenizer_json(TokenizerInfo_json(), [10**6])
+        TokenizerInfo.from_tokenizer_json(tiny_tokenizer_json(), [10**6])
     with pytest.raises(ValueError, match="cannot read"):
         TokenizerInfo.from_tokenizer_json("/nonexistent/tokenizer.json", [])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -108,3 +109,37 @@ def random_walk(
         assert m.accept_token(pick), f"masked-in token {pick} rejected after {out!r}"
         out += info.token_bytes(pick)
     return None
+
+
+TINY_EOS = 1
+
+
+def tiny_tokenizer_json() -> str:
+    """A byte-level BPE tokenizer.json: every byte, some words, two special tokens."""
+    # GPT-2's byte map: printable Latin-1 bytes stand for themselves, the rest shift to U+0100+.
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    byte_char: dict[int, str] = {}
+    shifted = 0
+    for b in range(256):
+        if b in printable:
+            byte_char[b] = chr(b)
+        else:
+            byte_char[b] = chr(256 + shifted)
+            shifted += 1
+    vocab: dict[str, int] = {"<unk>": 0, "</s>": 1, "<tool>": 2}
+    for b in range(256):
+        vocab.setdefault(byte_char[b], len(vocab))
+    words = ["ab", "abc", "true", "false", "null", '{"', '":', '",', '"}', "12", "é", " x", "@a"]
+    for w in words:
+        vocab.setdefault("".join(byte_char[b] for b in w.encode()), len(vocab))
+    added = [
+        {"id": 1, "content": "</s>", "special": True},
+        {"id": 2, "content": "<tool>", "special": False},
+    ]
+    doc = {
+        "added_tokens": added,
+        "pre_tokenizer": {"type": "ByteLevel"},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": vocab, "merges": []},
+    }
+    return json.dumps(doc)
