@@ -1,7 +1,8 @@
 """Reference attention backend on `torch.nn.functional.scaled_dot_product_attention`.
 
 Runs on CPU and GPU. Decode is one batched call over K/V gathered into a padded
-`[B, max_seq_len]` layout (padding points at the pool's padding slot and is masked). Extend and
+`[B, max_seq_len]` layout (padding points at the pool's padding slot and is masked), with the
+query heads of each KV head as its group of queries. Extend and
 mixed steps loop over requests (one SDPA call each). No CUDA-graph support: the gathers and
 per-request loop depend on host-side lengths.
 """
@@ -64,17 +65,19 @@ class TorchNativeBackend(AttentionBackend):
         if fb.batch_size == 0:
             return torch.empty_like(q)
         if fb.mode.is_decode:
-            keys = k_buf[self._decode_index].transpose(1, 2)  # [B, Hkv, S, D]
-            values = v_buf[self._decode_index].transpose(1, 2)
+            # K and V of the layer in one gather: [2, B, S, Hkv, D].
+            kv = self.kv_pool.buffer[:, layer_id][:, self._decode_index]
+            b, hkv = fb.batch_size, self.config.num_kv_heads
+            # The query heads sharing a KV head act as that head's queries ([B, Hkv, G, D]):
+            # no K/V expansion for GQA, and the one-position decode needs no causal mask.
             out = F.scaled_dot_product_attention(
-                q.unsqueeze(2).to(keys.dtype),
-                keys,
-                values,
+                q.reshape(b, hkv, -1, q.shape[-1]).to(kv.dtype),
+                kv[0].transpose(1, 2),  # [B, Hkv, S, D]
+                kv[1].transpose(1, 2),
                 attn_mask=self._decode_mask,
                 scale=self.scale,
-                enable_gqa=self._gqa,
             )
-            return out.squeeze(2).to(q.dtype)
+            return out.reshape(q.shape).to(q.dtype)
         out = torch.empty_like(q)
         qo, kv = fb.qo_indptr_cpu.tolist(), fb.kv_indptr_cpu.tolist()
         prefix_lens = fb.prefix_lens_cpu.tolist()

@@ -30,6 +30,7 @@ def run_detokenizer_process(server_args_json: str, endpoints: dict[str, str]) ->
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s [detokenizer] %(levelname)s %(message)s"
     )
+    _single_thread_torch()
     ctx = zmq.Context()
     inbox = ctx.socket(zmq.PULL)
     inbox.bind(endpoints["detokenizer_input"])
@@ -46,6 +47,13 @@ def run_detokenizer_process(server_args_json: str, endpoints: dict[str, str]) ->
         outbox.send(msg.encode(msg.ErrorMsg(where="detokenizer", message=repr(e))))
     finally:
         ctx.destroy(linger=1000)
+
+
+def _single_thread_torch() -> None:
+    """Text work only: keep torch (imported with the sampling params) off the model's cores."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 class Detokenizer:

@@ -11,7 +11,10 @@ import asyncio
 import json
 import logging
 import multiprocessing as mp
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sglrs.engine.detokenizer_process import run_detokenizer_process
@@ -24,6 +27,27 @@ from sglrs.serving.tokenizer_manager import MetricsHooks, TokenizerManager
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 1800.0
+# OpenMP setting the scheduler process starts with unless the user chose a wait policy: torch's
+# threads spin at most ~10k pause loops (about the gap between two ops of a step) before
+# sleeping, instead of libgomp's default 300k. Long spins take the cores that a descheduled
+# sibling thread or the other sglrs processes need, and each parallel op then waits for it
+# (10x slower attention ops measured on a loaded 2-core host); passive waiting instead cost
+# ~25% of a batch-1 decode step on an idle host in wake-ups.
+SCHEDULER_OMP_ENV = {"GOMP_SPINCOUNT": "10000"}
+OMP_USER_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+@contextmanager
+def _environment(defaults: dict[str, str]) -> Iterator[None]:
+    """Set `defaults` that are not already set while a child process starts (spawned children
+    copy the environment at start), then restore it."""
+    added = [k for k in defaults if k not in os.environ]
+    os.environ.update({k: defaults[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def resolve_model_path(args: ServerArgs) -> ServerArgs:
@@ -59,7 +83,10 @@ class Runtime:
             (run_detokenizer_process, "sglrs-detokenizer"),
         ):
             proc = ctx.Process(target=target, args=(args_json, endpoints), name=name, daemon=True)
-            proc.start()
+            user_set = any(k in os.environ for k in OMP_USER_KEYS)
+            env = SCHEDULER_OMP_ENV if target is run_scheduler_process and not user_set else {}
+            with _environment(env):
+                proc.start()
             self._processes.append(proc)
         self.tokenizer = load_server_tokenizer(self.server_args)
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sglrs.layers.linear import copy_weight
+from sglrs.layers.packed_linear import packed_linear, prepack_weight
 
 
 def _loader(param: nn.Parameter, loaded: torch.Tensor, shard_id: object = None) -> None:
@@ -37,6 +38,12 @@ class LMHead(nn.Module):
             self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size), requires_grad=False)
             self.weight.weight_loader = _loader  # type: ignore[attr-defined]
             self.weight.shard_ids = None  # type: ignore[attr-defined]
+        self._packed: torch.Tensor | None = None
+
+    def prepack(self) -> bool:
+        """Pack the loaded (or tied) weight for the CPU matmul (see packed_linear)."""
+        self._packed = prepack_weight(self.weight)
+        return self._packed is not None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.weight).float()
+        return packed_linear(hidden, self.weight, self._packed).float()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from sglrs.layers.packed_linear import packed_linear, prepack_weight
 
 
 class WeightLoadError(ValueError):
@@ -37,16 +38,24 @@ class ReplicatedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
         for p in self.parameters():
             _attach_loader(p, self.weight_loader)
+        self._packed: torch.Tensor | None = None
+
+    def prepack(self) -> bool:
+        """Pack the loaded weight for the CPU matmul (see packed_linear); reloading a weight
+        afterwards drops the packed copy."""
+        self._packed = prepack_weight(self.weight)
+        return self._packed is not None
 
     def weight_loader(
         self, param: nn.Parameter, loaded: torch.Tensor, shard_id: object = None
     ) -> None:
         if shard_id is not None:
             raise WeightLoadError(f"{type(self).__name__} has no shards (got {shard_id!r})")
+        self._packed = None
         copy_weight(param, loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return packed_linear(x, self.weight, self._packed, self.bias)
 
 
 class _ShardedOutputLinear(ReplicatedLinear):
@@ -70,6 +79,7 @@ class _ShardedOutputLinear(ReplicatedLinear):
             shards = list(self.shard_sizes)
             raise WeightLoadError(f"{type(self).__name__}: unknown shard {shard_id!r}; {shards=}")
         start, size = self.shard_offsets[shard_id], self.shard_sizes[shard_id]
+        self._packed = None
         copy_weight(param.narrow(0, start, size), loaded, f"shard {shard_id!r}")  # type: ignore[arg-type]
 
 

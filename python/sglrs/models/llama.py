@@ -50,14 +50,23 @@ class LlamaAttention(nn.Module):
     def forward(
         self, positions: torch.Tensor, hidden: torch.Tensor, forward_batch: ForwardBatch
     ) -> torch.Tensor:
-        q, k, v = self.qkv_proj.split(self.qkv_proj(hidden))
+        qkv = self.qkv_proj(hidden)
+        q, k, v = self.qkv_proj.split(qkv)
         t = hidden.shape[0]
-        q = q.view(t, self.num_heads, self.head_dim)
-        k = k.view(t, self.num_kv_heads, self.head_dim)
         v = v.view(t, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary[0](positions, q, k)
+            q = self.q_norm(q.view(t, self.num_heads, self.head_dim))
+            k = self.k_norm(k.view(t, self.num_kv_heads, self.head_dim))
+            q, k = self.rotary[0](positions, q, k)
+        else:
+            # q and k are adjacent in the fused output: one rope over all their heads.
+            heads = self.num_heads + self.num_kv_heads
+            qk = qkv[:, : heads * self.head_dim].view(t, heads, self.head_dim)
+            q, k = (
+                self.rotary[0]
+                .rotate(positions, qk)
+                .split([self.num_heads, self.num_kv_heads], dim=1)
+            )
         o = self.attn(q, k, v, forward_batch)
         return self.o_proj(o.reshape(t, self.num_heads * self.head_dim))
 

@@ -17,6 +17,7 @@ import torch
 
 from sglrs.attention import create_attention_backend
 from sglrs.kv_cache import KVBudget, KVPool, kv_token_capacity
+from sglrs.layers.packed_linear import prepack_model
 from sglrs.model_loader import LoadConfig, ModelConfig, load_model, resolve_dtype
 from sglrs.runner.forward_batch import ForwardBatch, ForwardMode, apply_table_writes
 
@@ -54,6 +55,7 @@ class ModelRunner:
                 f"max_position_embeddings {model_config.max_position_embeddings}"
             )
         self.model = load_model(model_config, load_config, self.device, self.dtype)
+        prepack_model(self.model)  # CPU float32: weights in oneDNN's layout, before KV sizing
         # Sized after the weights so a GPU memory fraction sees what they left free.
         capacity = kv_token_capacity(
             model_config, self.dtype, page_size, kv_budget or KVBudget(), self.device

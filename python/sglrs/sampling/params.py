@@ -136,8 +136,9 @@ class SamplingParams:
         for key, value in d.items():
             name = _ALIASES.get(key, key)
             if key in UNSUPPORTED_FIELDS:
+                # Null or empty asks for nothing (SGLang's client always sends stop_regex: []).
                 if value is None or value == [] or value == "":
-                    continue  # null or empty asks for nothing (SGLang's client sends stop_regex: [])
+                    continue
                 raise ValueError(f"sampling_params.{key} is not supported by sglrs")
             if name not in known:
                 raise ValueError(f"sampling_params.{key} is not a known sampling parameter")
