@@ -79,25 +79,16 @@ def hf_state_dict(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, torch.T
 
 
 def hf_peer(runner: ModelRunner, path: str | None) -> torch.nn.Module:
-    from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, LlamaForCausalLM
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from sglrs.utils.hf_reference import hf_llama_config
 
     cfg = runner.config
     if path is not None and Path(path, "config.json").is_file():
         hf_cfg = AutoConfig.from_pretrained(path)
     else:
-        hf_cfg = LlamaConfig(
-            vocab_size=cfg.vocab_size,
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            num_key_value_heads=cfg.num_kv_heads,
-            max_position_embeddings=cfg.max_position_embeddings,
-            rms_norm_eps=cfg.rms_norm_eps,
-            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-            tie_word_embeddings=cfg.tie_word_embeddings,
-        )
+        hf_cfg = hf_llama_config(cfg)
     with torch.device("meta"):
         hf = LlamaForCausalLM(hf_cfg).eval()
     hf.load_state_dict(hf_state_dict(runner.model, cfg), strict=False, assign=True)

@@ -13,6 +13,7 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use sglrs_radix::bits::{any_bit, runs, set_bits};
 use sglrs_radix::{NodeHandle, RadixError, RadixTree, SlotAllocator, SlotId};
 
 use crate::buffers;
@@ -431,47 +432,6 @@ fn adopt_runs(alloc: &SlotAllocator, in_tree: &mut [u64], new: &[SlotId], page: 
         pos += len;
     }
     true
-}
-
-/// Maximal runs of consecutive ascending slots: `(first slot, length)`.
-fn runs(slots: &[SlotId]) -> impl Iterator<Item = (SlotId, usize)> + '_ {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let start = *slots.get(i)?;
-        let mut len = 1;
-        while i + len < slots.len() && slots[i + len] == start.wrapping_add(len as u32) {
-            len += 1;
-        }
-        i += len;
-        Some((start, len))
-    })
-}
-
-/// `(word, mask)` pairs covering bits `a..b` (`a < b`).
-fn word_masks(a: usize, b: usize) -> impl Iterator<Item = (usize, u64)> {
-    let (first, last) = (a / 64, (b - 1) / 64);
-    (first..=last).map(move |w| {
-        let lo = if w == first { a % 64 } else { 0 };
-        let hi = if w == last { (b - 1) % 64 + 1 } else { 64 };
-        (w, (u64::MAX >> (64 - (hi - lo))) << lo)
-    })
-}
-
-fn any_bit(bits: &[u64], a: usize, b: usize) -> bool {
-    a < b && word_masks(a, b).any(|(w, m)| bits[w] & m != 0)
-}
-
-fn set_bits(bits: &mut [u64], a: usize, b: usize, on: bool) {
-    if a >= b {
-        return;
-    }
-    for (w, m) in word_masks(a, b) {
-        if on {
-            bits[w] |= m;
-        } else {
-            bits[w] &= !m;
-        }
-    }
 }
 
 fn page_aligned(s: SlotId, page: usize) -> bool {

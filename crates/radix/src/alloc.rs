@@ -1,5 +1,6 @@
 //! The KV slot allocator: a free list of pages over `0..capacity`.
 
+use crate::bits::{any_bit, runs, set_bits};
 use crate::error::RadixError;
 use crate::SlotId;
 
@@ -231,47 +232,6 @@ impl SlotAllocator {
             self.is_free[page / 64] |= mask;
         } else {
             self.is_free[page / 64] &= !mask;
-        }
-    }
-}
-
-/// Maximal runs of consecutive ascending slots: `(first slot, length)`.
-pub(crate) fn runs(slots: &[SlotId]) -> impl Iterator<Item = (SlotId, usize)> + '_ {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let start = *slots.get(i)?;
-        let mut len = 1;
-        while i + len < slots.len() && slots[i + len] == start.wrapping_add(len as u32) {
-            len += 1;
-        }
-        i += len;
-        Some((start, len))
-    })
-}
-
-/// Bit masks covering bits `a..b` (`a < b`), one per 64-bit word.
-fn word_masks(a: usize, b: usize) -> impl Iterator<Item = (usize, u64)> {
-    let (first, last) = (a / 64, (b - 1) / 64);
-    (first..=last).map(move |w| {
-        let lo = if w == first { a % 64 } else { 0 };
-        let hi = if w == last { (b - 1) % 64 + 1 } else { 64 };
-        (w, (u64::MAX >> (64 - (hi - lo))) << lo)
-    })
-}
-
-fn any_bit(bits: &[u64], a: usize, b: usize) -> bool {
-    a < b && word_masks(a, b).any(|(w, m)| bits[w] & m != 0)
-}
-
-fn set_bits(bits: &mut [u64], a: usize, b: usize, on: bool) {
-    if a >= b {
-        return;
-    }
-    for (w, m) in word_masks(a, b) {
-        if on {
-            bits[w] |= m;
-        } else {
-            bits[w] &= !m;
         }
     }
 }

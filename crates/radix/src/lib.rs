@@ -10,6 +10,7 @@
 //! No operation recurses on tree depth or prompt length.
 
 mod alloc;
+pub mod bits;
 mod error;
 mod integrity;
 mod node;

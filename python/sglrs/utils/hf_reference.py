@@ -11,12 +11,11 @@ from sglrs.model_loader import ModelConfig
 from sglrs.model_loader.gguf_file import open_gguf
 
 
-def hf_llama(gguf_path: str, cfg: ModelConfig) -> Any:
-    """LlamaForCausalLM (CPU, float32) with the GGUF's weights; `cfg` is its ModelConfig."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+def hf_llama_config(cfg: ModelConfig) -> Any:
+    """transformers' LlamaConfig with the shape of `cfg` (default rope)."""
+    from transformers import LlamaConfig
 
-    hf_cfg = LlamaConfig(
+    return LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
@@ -28,6 +27,14 @@ def hf_llama(gguf_path: str, cfg: ModelConfig) -> Any:
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         tie_word_embeddings=cfg.tie_word_embeddings,
     )
+
+
+def hf_llama(gguf_path: str, cfg: ModelConfig) -> Any:
+    """LlamaForCausalLM (CPU, float32) with the GGUF's weights; `cfg` is its ModelConfig."""
+    from transformers import LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    hf_cfg = hf_llama_config(cfg)
     with torch.device("meta"):  # skip HF's random init: every weight is assigned below
         hf = LlamaForCausalLM(hf_cfg).eval()
     state = dict(open_gguf(gguf_path).iter_weights(progress=False))
