@@ -21,6 +21,7 @@ from sglrs.engine.request_state import RequestState
 from sglrs.engine.tokenizer_setup import load_server_tokenizer
 from sglrs.ipc import messages as msg
 from sglrs.sampling.params import SamplingParams
+from sglrs.sampling.sampler import sample
 from sglrs.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)
@@ -123,10 +124,8 @@ class EngineCore:
         self.requests: dict[int, RequestState] = {}
         self.by_rid: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._pending_outs: list[msg.TokenOut] = []
         self._abort_messages: dict[int, str] = {}
         self._matched_stop: dict[int, str] = {}  # stop string that finished a request
-        self.num_retractions_total = 0
 
     # ---- facts -----------------------------------------------------------------------------
 
@@ -149,7 +148,7 @@ class EngineCore:
         }
 
     def has_work(self) -> bool:
-        return bool(self.requests) or bool(self._pending_outs)
+        return bool(self.requests)
 
     def stats(self) -> dict[str, Any]:
         s = dict(self.scheduler.stats())
@@ -249,7 +248,7 @@ class EngineCore:
 
     @torch.inference_mode()
     def step(self) -> list[msg.TokenOut]:
-        outs, self._pending_outs = self._pending_outs, []
+        outs: list[msg.TokenOut] = []
         if self.grammar is not None:
             done, failed = self.grammar.ready()
             for state, reason in failed:
@@ -269,7 +268,6 @@ class EngineCore:
         for rid in plan.retracted_ids.tolist():
             if rid in self.requests:
                 self.requests[rid].num_retractions += 1
-                self.num_retractions_total += 1
         if plan.kind == "idle":
             outs.extend(self._commit(self.scheduler.update(np.empty(0, np.int64)), {}))
             return outs
@@ -286,24 +284,20 @@ class EngineCore:
         if sampled:
             self.sampling.update(sampled)
             bitmask, rows = self._grammar_masks(sampled)
-            out = self.sampling_sample(result.logits, bitmask, rows)
+            out = sample(result.logits, self.sampling, bitmask, rows)
             tokens = out.next_token_ids.tolist()
             for j, (state, token) in enumerate(zip(sampled, tokens, strict=True)):
                 lp = out.logprobs[j] if out.logprobs is not None else None
                 new_tokens[state.id] = (token, lp)
                 state.output_ids.append(token)
-                finished_mask[j] = self._python_finish(state, token)
+                finished_mask[j] = self._grammar_or_prefill_finish(state, token)
+            self._stop_string_finishes(sampled, tokens, finished_mask)
             token_array = np.asarray(tokens, dtype=np.int64)
         else:
             token_array = np.empty(0, dtype=np.int64)
         finished = self.scheduler.update(token_array, finished_mask)
         outs.extend(self._commit(finished, new_tokens))
         return outs
-
-    def sampling_sample(self, logits: torch.Tensor, bitmask: Any, rows: Any) -> Any:
-        from sglrs.sampling.sampler import sample
-
-        return sample(logits, self.sampling, bitmask, rows)
 
     def _grammar_masks(self, sampled: list[RequestState]) -> tuple[Any, Any]:
         rows = [j for j, s in enumerate(sampled) if s.matcher is not None]
@@ -315,22 +309,37 @@ class EngineCore:
         fill_bitmasks([sampled[j].matcher for j in rows], bitmask)
         return torch.from_numpy(bitmask).to(self.device), rows
 
-    def _python_finish(self, state: RequestState, token: int) -> bool:
-        """Finishes the Rust scheduler cannot see: grammar end, stop strings, max_new_tokens=0."""
+    def _grammar_or_prefill_finish(self, state: RequestState, token: int) -> bool:
+        """Finishes the Rust scheduler cannot see: grammar end, max_new_tokens=0."""
         if state.params.max_new_tokens == 0:
             return True
-        done = False
-        if state.matcher is not None:
-            if not state.matcher.accept_token(token):
-                raise RuntimeError(f"sampled token {token} violates the grammar of {state.rid}")
-            done = state.matcher.is_terminated()
-        if state.has_stop_strings and self.stops is not None and state.id in self.stops.streams:
-            delta = self.stops.step([(state.id, [token])])[0]
+        if state.matcher is None:
+            return False
+        if not state.matcher.accept_token(token):
+            raise RuntimeError(f"sampled token {token} violates the grammar of {state.rid}")
+        return bool(state.matcher.is_terminated())
+
+    def _stop_string_finishes(
+        self, sampled: list[RequestState], tokens: list[int], finished_mask: np.ndarray
+    ) -> None:
+        """Stop strings for the whole step in one batched decode (DecodeStreams.step)."""
+        if self.stops is None:
+            return
+        rows = [
+            j
+            for j, state in enumerate(sampled)
+            if state.has_stop_strings
+            and state.params.max_new_tokens != 0
+            and state.id in self.stops.streams
+        ]
+        if not rows:
+            return
+        deltas = self.stops.step([(sampled[j].id, [tokens[j]]) for j in rows])
+        for j, delta in zip(rows, deltas, strict=True):
             reason = delta.finish_reason
             if reason is not None and isinstance(reason.get("matched"), str):
-                self._matched_stop[state.id] = reason["matched"]
-                done = True
-        return done
+                self._matched_stop[sampled[j].id] = reason["matched"]
+                finished_mask[j] = True
 
     def _collect_prompt_logprobs(self, plan: Any, all_logits: dict[int, torch.Tensor]) -> None:
         if not all_logits:
