@@ -21,6 +21,7 @@ from pathlib import Path
 import matplotlib
 import torch
 
+from sglrs.attention import resolve_attention_backend
 from sglrs.kv_cache import KVBudget
 from sglrs.model_loader import LoadConfig, ModelConfig, load_model_config
 from sglrs.runner.model_runner import ModelRunner
@@ -29,31 +30,13 @@ from sglrs.runner.model_runner import ModelRunner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "runner"))
 from step_plans import PlanBuilder  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama8b import LLAMA_8B  # noqa: E402
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LLAMA_8B = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "max_position_embeddings": 131072,
-    "rms_norm_eps": 1e-5,
-    "rope_theta": 500000.0,
-    "rope_scaling": {
-        "rope_type": "llama3",
-        "factor": 8.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-    "torch_dtype": "bfloat16",
-}
 
 
 def sync(device: torch.device) -> None:
@@ -146,6 +129,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--decode-steps", type=int, default=16)
+    ap.add_argument("--attention-backend", default="auto")
+    ap.add_argument("--disable-cuda-graph", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print the top GPU kernels of decode")
     args = ap.parse_args()
     device = torch.device(args.device)
     tmp = None
@@ -166,8 +152,10 @@ def main() -> None:
         device,
         args.dtype,
         KVBudget(max_total_tokens=tokens_needed),
+        attention_backend=resolve_attention_backend(args.attention_backend, device),
         max_running_requests=max(args.batch),
         context_length=args.prompt_len + args.decode_steps + 8,
+        disable_cuda_graph=args.disable_cuda_graph,
     )
     sync(device)
     load_s = time.perf_counter() - t0
@@ -223,8 +211,25 @@ def main() -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=100)
+    if args.profile:
+        for batch in args.batch:
+            profile_decode(runner, batch, args.prompt_len)
     if tmp is not None:
         tmp.cleanup()
+
+
+def profile_decode(runner: ModelRunner, batch: int, prompt_len: int) -> None:
+    """Top GPU kernels of 8 decode steps at `batch` (CUDA-graph replays show their kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gen = torch.Generator().manual_seed(batch)
+    prompts = torch.randint(0, runner.config.vocab_size, (batch, prompt_len), generator=gen)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run_ours(runner, prompts.to(runner.device), 8)
+    print(f"--- decode profile, batch {batch} (includes one prefill) ---")
+    print(
+        prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from sglrs import __version__
+from sglrs.bench.cli import add_bench_parser, run_bench
 from sglrs.server_args import ServerArgs, add_cli_args
 
 SERVE_DESCRIPTION = (
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cli_args(serve)
     serve.set_defaults(subparser=serve)
+    add_bench_parser(commands)
     return parser
 
 
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         return _serve(parser, args)
+    if args.command == "bench":
+        return run_bench(args, sys.argv[1:] if argv is None else argv)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -92,10 +92,14 @@ class ServerArgs:
     disable_overlap_schedule: bool = _f(False, "Do not plan step N+1 while the GPU runs step N.")
 
     # Parallelism.
-    tp_size: int = _f(1, "Tensor parallel degree.")
-    nnodes: int = _f(1, "Number of nodes.")
-    node_rank: int = _f(0, "This node's rank.")
-    dist_init_addr: str | None = _f(None, "host:port of rank 0 for multi-node setups.")
+    tp_size: int = _f(
+        1, "Tensor parallel degree: one process per rank and GPU (NCCL), or gloo on the CPU."
+    )
+    nnodes: int = _f(1, "Number of nodes; each runs tp-size / nnodes ranks.")
+    node_rank: int = _f(0, "This node's rank; only node 0 serves HTTP.")
+    dist_init_addr: str | None = _f(
+        None, "host:port where TP rank 0 (node 0) rendezvouses; needed with --nnodes > 1."
+    )
 
     # Output and observability.
     stream_interval: int = _f(1, "Tokens between streamed chunks.")

@@ -47,7 +47,7 @@ def hf_config(arch: str, tie: bool = False, **overrides):
     return cls(**kwargs)
 
 
-def tiny_hf_model(arch: str, tie: bool = False, seed: int = 0, **overrides):
+def tiny_hf_model(arch: str, tie: bool = False, seed: int = 0, std: float = 0.15, **overrides):
     """A float32 HF causal LM with random weights (norm weights near 1, biases non-zero)."""
     from transformers import AutoModelForCausalLM
 
@@ -59,7 +59,7 @@ def tiny_hf_model(arch: str, tie: bool = False, seed: int = 0, **overrides):
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
-                p.copy_(0.15 * torch.randn_like(p))
+                p.copy_(std * torch.randn_like(p))
     return model
 
 

@@ -52,9 +52,9 @@ def test_invalid_values_exit_with_usage(capsys):
     assert "--page-size must be >= 1" in capsys.readouterr().err
 
 
-def test_tensor_parallelism_is_a_clear_error(capsys):
-    assert main(["serve", "--tp-size", "2"]) == 2
-    assert "--tp-size 2: tensor parallelism is not implemented" in capsys.readouterr().err
+def test_impossible_parallelism_is_a_clear_error(capsys):
+    assert main(["serve", "--tp-size", "3", "--nnodes", "2", "--dist-init-addr", "h:1"]) == 2
+    assert "--tp-size 3 must be a multiple of --nnodes 2" in capsys.readouterr().err
 
 
 def test_busy_port_fails_before_loading(capsys):

@@ -1,4 +1,6 @@
-"""Attention backends by name: `torch_native` now; `flashinfer` and `triton` register later."""
+"""Attention backends by name: `torch_native` (CPU and GPU), `triton` and `flashinfer` (GPU).
+
+`flashinfer` registers only when the package imports; `auto` picks the fastest available."""
 
 from __future__ import annotations
 
@@ -36,12 +38,35 @@ def create_attention_backend(
     return ATTENTION_BACKENDS[name](config, kv_pool, torch.device(device))
 
 
-# Importing a backend module registers it.
+def resolve_attention_backend(name: str, device: torch.device | str) -> str:
+    """`auto`: flashinfer on CUDA when installed, else triton on CUDA, torch_native on CPU."""
+    if name != "auto":
+        return name
+    if torch.device(device).type != "cuda":
+        return "torch_native"
+    if "flashinfer" in ATTENTION_BACKENDS:
+        return "flashinfer"
+    return "triton" if "triton" in ATTENTION_BACKENDS else "torch_native"
+
+
+# Importing a backend module registers it; the GPU ones need their packages.
 from sglrs.attention import torch_native  # noqa: E402, F401
+
+try:
+    from sglrs.attention import triton_backend  # noqa: E402, F401
+except ImportError:  # no triton
+    pass
+try:
+    import flashinfer  # noqa: E402, F401
+except ImportError:  # no flashinfer
+    pass
+else:
+    from sglrs.attention import flashinfer_backend  # noqa: E402, F401
 
 __all__ = [
     "ATTENTION_BACKENDS",
     "AttentionBackend",
     "create_attention_backend",
     "register_attention_backend",
+    "resolve_attention_backend",
 ]

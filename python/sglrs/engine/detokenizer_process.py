@@ -69,6 +69,8 @@ class Detokenizer:
         for out in batch.outs:
             if out.decode_options is not None:
                 self._start(out.rid, out.decode_options)
+        if self.streams is None:  # nothing started yet: e.g. the first request was rejected
+            return msg.BatchStrOut(outs=[msg.StrOut(o.rid, "", o) for o in batch.outs])
         live = [o for o in batch.outs if o.rid in self.streams.streams]
         deltas = self.streams.step(
             [(o.rid, o.new_token_ids) for o in live], [o.finish_reason for o in live]

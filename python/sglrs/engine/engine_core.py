@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 _LENGTH, _STOP_TOKEN, _PYTHON_FINISH, _ABORT, _ABORT_KV = range(5)
 PROMPT_TAIL_TOKENS = 8  # prompt context the detokenizer needs for its first token
 CPU_DEFAULT_RUNNING_REQUESTS = 64
-GPU_DEFAULT_RUNNING_REQUESTS = 256
+GPU_DEFAULT_RUNNING_REQUESTS = 512
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,44 +55,61 @@ def eos_token_ids(tokenizer: Any, model_path: str) -> list[int]:
     return sorted(ids)
 
 
+def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
+    """The ModelRunner of `args` on `device` (every TP rank builds the same one)."""
+    from sglrs.attention import resolve_attention_backend
+    from sglrs.kv_cache import KVBudget
+    from sglrs.model_loader import LoadConfig, load_model_config
+    from sglrs.runner.model_runner import ModelRunner
+
+    assert args.model_path is not None
+    backend = resolve_attention_backend(args.attention_backend, device)
+    return ModelRunner(
+        load_model_config(args.model_path),
+        LoadConfig(model_path=args.model_path, load_format=args.load_format),
+        device=device,
+        dtype=args.dtype,
+        kv_budget=KVBudget(
+            max_total_tokens=args.max_total_tokens,
+            mem_fraction_static=args.mem_fraction_static,
+        ),
+        attention_backend=backend,
+        max_running_requests=max_running_requests(args, device),
+        context_length=args.context_length,
+        page_size=args.page_size,
+        cuda_graph_max_bs=args.cuda_graph_max_bs,
+        disable_cuda_graph=args.disable_cuda_graph,
+    )
+
+
+def max_running_requests(args: ServerArgs, device: torch.device) -> int:
+    return args.max_running_requests or (
+        GPU_DEFAULT_RUNNING_REQUESTS if device.type == "cuda" else CPU_DEFAULT_RUNNING_REQUESTS
+    )
+
+
 class EngineCore:
-    def __init__(self, args: ServerArgs) -> None:
+    def __init__(self, args: ServerArgs, device: torch.device | None = None) -> None:
+        """`device`: this rank's device (TP rank 0 joins its group first); default from args."""
         from sglrs._core import Scheduler
-        from sglrs.kv_cache import KVBudget
-        from sglrs.model_loader import LoadConfig, load_model_config
-        from sglrs.runner.model_runner import ModelRunner
+        from sglrs.distributed import get_tp_size
+        from sglrs.engine.tp_worker import PlanBroadcastRunner
+        from sglrs.model_loader import load_model_config
         from sglrs.sampling.batch import SamplingBatch
 
-        if args.tp_size != 1 or args.nnodes != 1:
-            raise ValueError("--tp-size > 1 and --nnodes > 1 are not supported yet")
         assert args.model_path is not None
         self.args = args
         seed = args.random_seed if args.random_seed is not None else random.getrandbits(31)
         torch.manual_seed(seed)
-        self.device = resolve_device(args.device)
+        self.device = resolve_device(args.device) if device is None else device
         self.model_config = load_model_config(args.model_path)
-        backend = args.attention_backend
-        if backend == "auto":
-            backend = "torch_native"
-        max_running = args.max_running_requests or (
-            GPU_DEFAULT_RUNNING_REQUESTS
-            if self.device.type == "cuda"
-            else CPU_DEFAULT_RUNNING_REQUESTS
-        )
-        self.runner = ModelRunner(
-            self.model_config,
-            LoadConfig(model_path=args.model_path, load_format=args.load_format),
-            device=self.device,
-            dtype=args.dtype,
-            kv_budget=KVBudget(
-                max_total_tokens=args.max_total_tokens,
-                mem_fraction_static=args.mem_fraction_static,
-            ),
-            attention_backend=backend,
-            max_running_requests=max_running,
-            context_length=args.context_length,
-            page_size=args.page_size,
-        )
+        max_running = max_running_requests(args, self.device)
+        runner = build_model_runner(args, self.device)
+        self.runner = PlanBroadcastRunner(runner) if get_tp_size() > 1 else runner
+        # Overlap: a step's outputs are built and sent while the GPU runs the next forward.
+        self.overlap = self.device.type == "cuda" and not args.disable_overlap_schedule
+        self._pending: tuple[Any, dict[int, Any]] | None = None
+        self.emit: Any = None  # set by the step loop: sends TokenOuts mid-step
         self.context_length = self.runner.context_length
         self.tokenizer = load_server_tokenizer(args)
         self.eos_token_ids = eos_token_ids(self.tokenizer, args.model_path)
@@ -144,11 +161,24 @@ class EngineCore:
             "device": str(self.device),
             "dtype": str(self.runner.dtype).removeprefix("torch."),
             "page_size": self.args.page_size,
+            "attention_backend": self.runner.attn_backend.name,
+            "cuda_graph_max_bs": (
+                self.runner.graph_runner.max_bs if self.runner.graph_runner is not None else None
+            ),
+            "overlap_schedule": self.overlap,
             "is_generation": True,
         }
 
     def has_work(self) -> bool:
-        return bool(self.requests)
+        return bool(self.requests) or self._pending is not None
+
+    def flush_pending(self) -> list[msg.TokenOut]:
+        """The deferred outputs of the last step (overlap mode), committed now."""
+        if self._pending is None:
+            return []
+        finished, new_tokens = self._pending
+        self._pending = None
+        return self._commit(finished, new_tokens)
 
     def stats(self) -> dict[str, Any]:
         s = dict(self.scheduler.stats())
@@ -165,13 +195,22 @@ class EngineCore:
         self.scheduler.check_integrity()
 
     def flush_cache(self) -> bool:
-        if self.requests:
+        if self.requests or self._pending is not None:
             return False
         return bool(self.scheduler.flush_cache())
+
+    def heartbeat(self) -> None:
+        """Tensor parallel, while idle: raise if another rank has died."""
+        beat = getattr(self.runner, "heartbeat", None)
+        if callable(beat):
+            beat()
 
     def shutdown(self) -> None:
         if self.grammar is not None:
             self.grammar.shutdown()
+        stop = getattr(self.runner, "stop", None)
+        if callable(stop):  # tensor parallel: release the other ranks
+            stop()
 
     # ---- requests --------------------------------------------------------------------------
 
@@ -231,10 +270,10 @@ class EngineCore:
             self.stops.add(state.id, p, state.prompt_ids[-PROMPT_TAIL_TOKENS:])
 
     def abort(self, rid: str | None, abort_all: bool, message: str) -> list[msg.TokenOut]:
+        outs = self.flush_pending()  # finished requests leave before anything is aborted
         targets = list(self.requests.values()) if abort_all else []
         if rid is not None and rid in self.by_rid:
             targets.append(self.requests[self.by_rid[rid]])
-        outs = []
         for state in targets:
             if self.grammar is not None and self.grammar.drop(state.rid):
                 outs.append(self._abort_out(state.rid, len(state.prompt_ids), message, None))
@@ -269,6 +308,7 @@ class EngineCore:
             if rid in self.requests:
                 self.requests[rid].num_retractions += 1
         if plan.kind == "idle":
+            outs.extend(self.flush_pending())
             outs.extend(self._commit(self.scheduler.update(np.empty(0, np.int64)), {}))
             return outs
         prompt_lp = [
@@ -276,15 +316,18 @@ class EngineCore:
             for i in plan.req_ids.tolist()
             if i in self.requests and self.requests[i].prompt_logprobs_pending
         ]
+        sampled = [self.requests[i] for i in plan.req_ids[plan.sample_mask].tolist()]
+        if sampled:  # before the forward: its host-to-device copies must not wait for the GPU
+            self.sampling.update(sampled)
         result = self.runner.forward(plan, prompt_lp)
         self._collect_prompt_logprobs(plan, result.all_logits)
-        sampled = [self.requests[i] for i in plan.req_ids[plan.sample_mask].tolist()]
         new_tokens: dict[int, Any] = {}
         finished_mask = np.zeros(len(sampled), dtype=bool)
         if sampled:
-            self.sampling.update(sampled)
+            # The forward is queued on the GPU: fill grammar masks meanwhile.
             bitmask, rows = self._grammar_masks(sampled)
             out = sample(result.logits, self.sampling, bitmask, rows)
+            self._emit_pending()  # the last step's outputs, while the GPU works
             tokens = out.next_token_ids.tolist()
             for j, (state, token) in enumerate(zip(sampled, tokens, strict=True)):
                 lp = out.logprobs[j] if out.logprobs is not None else None
@@ -294,10 +337,18 @@ class EngineCore:
             self._stop_string_finishes(sampled, tokens, finished_mask)
             token_array = np.asarray(tokens, dtype=np.int64)
         else:
+            self._emit_pending()
             token_array = np.empty(0, dtype=np.int64)
         finished = self.scheduler.update(token_array, finished_mask)
-        outs.extend(self._commit(finished, new_tokens))
+        if self.overlap and self.emit is not None:
+            self._pending = (finished, new_tokens)  # committed during the next step's forward
+        else:
+            outs.extend(self._commit(finished, new_tokens))
         return outs
+
+    def _emit_pending(self) -> None:
+        if self._pending is not None and self.emit is not None:
+            self.emit(self.flush_pending())
 
     def _grammar_masks(self, sampled: list[RequestState]) -> tuple[Any, Any]:
         rows = [j for j, s in enumerate(sampled) if s.matcher is not None]
@@ -307,7 +358,10 @@ class EngineCore:
 
         bitmask = allocate_bitmask(len(rows), self.vocab_size)
         fill_bitmasks([sampled[j].matcher for j in rows], bitmask)
-        return torch.from_numpy(bitmask).to(self.device), rows
+        host = torch.from_numpy(bitmask)
+        if self.device.type == "cuda":  # pinned: the copy queues behind the forward, no wait
+            return host.pin_memory().to(self.device, non_blocking=True), rows
+        return host, rows
 
     def _grammar_or_prefill_finish(self, state: RequestState, token: int) -> bool:
         """Finishes the Rust scheduler cannot see: grammar end, max_new_tokens=0."""

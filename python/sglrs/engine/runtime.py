@@ -1,4 +1,5 @@
-"""Start and stop the sglrs processes: scheduler/worker and detokenizer, plus the tokenizer.
+"""Start and stop the sglrs processes: scheduler/worker (TP rank 0), the other TP ranks of this
+node, and the detokenizer, plus the tokenizer.
 
 Used by both the offline `Engine` (with its own event-loop thread) and the HTTP server (inside
 uvicorn's loop). Processes are started with the `spawn` method and receive their arguments as
@@ -17,10 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sglrs.distributed.topology import Topology
 from sglrs.engine.detokenizer_process import run_detokenizer_process
 from sglrs.engine.scheduler_process import run_scheduler_process
 from sglrs.engine.tokenizer_setup import load_server_tokenizer
-from sglrs.ipc.ports import PortArgs
+from sglrs.engine.tp_worker import run_tp_worker_process
+from sglrs.ipc.ports import PortArgs, free_tcp_port
 from sglrs.server_args import ServerArgs
 from sglrs.serving.tokenizer_manager import MetricsHooks, TokenizerManager
 
@@ -59,6 +62,25 @@ def resolve_model_path(args: ServerArgs) -> ServerArgs:
     return args
 
 
+def check_parallelism(args: ServerArgs) -> Topology:
+    """Validate the TP/multi-node flags against the model and the GPUs before any process
+    starts (a ValueError says what does not fit); fill in a loopback rendezvous on one node."""
+    topology = Topology.from_args(args)
+    if args.tp_size == 1:
+        return topology
+    from sglrs.distributed.topology import check_devices
+    from sglrs.engine.engine_core import resolve_device
+    from sglrs.model_loader.sharding import check_tp_size_of
+
+    assert args.model_path is not None
+    check_devices(resolve_device(args.device).type, topology)
+    check_tp_size_of(args.model_path, args.tp_size)
+    if args.dist_init_addr is None:  # one node: rendezvous on a free loopback port
+        args.dist_init_addr = f"127.0.0.1:{free_tcp_port()}"
+        topology = Topology.from_args(args)
+    return topology
+
+
 class Runtime:
     """The worker processes of one engine and the tokenizer of the front process."""
 
@@ -69,26 +91,49 @@ class Runtime:
         self.model_info: dict[str, Any] = {}
         self.tokenizer_manager: TokenizerManager | None = None
         self._processes: list[mp.process.BaseProcess] = []
+        self.topology: Topology = Topology.from_args(self.server_args)
 
     def start_processes(self) -> None:
-        ctx = mp.get_context("spawn")
-        args_json = json.dumps(self.server_args.to_dict())
+        """Node 0: TP rank 0 (scheduler), this node's other ranks, the detokenizer."""
+        self.topology = check_parallelism(self.server_args)
+        if self.topology.node_rank != 0:
+            raise ValueError("only node 0 serves requests; other nodes run start_rank_workers")
         endpoints = {
             "scheduler_input": self.port_args.scheduler_input,
             "detokenizer_input": self.port_args.detokenizer_input,
             "tokenizer_input": self.port_args.tokenizer_input,
         }
-        for target, name in (
-            (run_scheduler_process, "sglrs-scheduler"),
-            (run_detokenizer_process, "sglrs-detokenizer"),
-        ):
-            proc = ctx.Process(target=target, args=(args_json, endpoints), name=name, daemon=True)
-            user_set = any(k in os.environ for k in OMP_USER_KEYS)
-            env = SCHEDULER_OMP_ENV if target is run_scheduler_process and not user_set else {}
-            with _environment(env):
-                proc.start()
-            self._processes.append(proc)
+        args_json = json.dumps(self.server_args.to_dict())
+        self._spawn(run_scheduler_process, (args_json, endpoints), "sglrs-scheduler", True)
+        self._spawn_followers(args_json, endpoints)
+        self._spawn(run_detokenizer_process, (args_json, endpoints), "sglrs-detokenizer", False)
         self.tokenizer = load_server_tokenizer(self.server_args)
+
+    def start_rank_workers(self) -> None:
+        """A node other than 0 (multi-node): only its TP ranks; they follow rank 0's plans."""
+        self.topology = check_parallelism(self.server_args)
+        self._spawn_followers(json.dumps(self.server_args.to_dict()), None)
+
+    def _spawn_followers(self, args_json: str, endpoints: dict[str, str] | None) -> None:
+        for rank in self.topology.node_ranks:
+            if rank != 0:
+                args = (args_json, endpoints, rank)
+                self._spawn(run_tp_worker_process, args, f"sglrs-tp{rank}", True)
+
+    def _spawn(self, target: Any, args: tuple, name: str, model_rank: bool) -> None:
+        proc = mp.get_context("spawn").Process(target=target, args=args, name=name, daemon=True)
+        user_set = any(k in os.environ for k in OMP_USER_KEYS)
+        with _environment(SCHEDULER_OMP_ENV if model_rank and not user_set else {}):
+            proc.start()
+        self._processes.append(proc)
+
+    def wait_workers(self, poll_s: float = 1.0) -> int:
+        """Block until a worker process exits (a non-zero node's life); its exit code."""
+        while True:
+            for proc in self._processes:
+                if not proc.is_alive():
+                    return proc.exitcode or 0
+            time.sleep(poll_s)
 
     async def attach(self, metrics: MetricsHooks | None = None) -> TokenizerManager:
         """Create the TokenizerManager in the running loop and wait until the model is loaded."""

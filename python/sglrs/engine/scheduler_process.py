@@ -1,4 +1,4 @@
-"""The scheduler/worker process: receive requests, run engine steps, send tokens out.
+"""The scheduler/worker process (TP rank 0): receive requests, run engine steps, send tokens out.
 
 It blocks on its input socket only when the engine has nothing to do; otherwise it drains
 whatever arrived and runs the next step, so new requests join the batch at step boundaries.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -23,6 +25,32 @@ from sglrs.server_args import ServerArgs
 logger = logging.getLogger(__name__)
 
 IDLE_CHECK_INTERVAL_S = 5.0
+PROFILE_ENV = "SGLRS_PROFILE_DIR"  # a directory: the step loop runs under cProfile
+
+
+def _run_profiled(loop: _Loop) -> None:
+    """Run the loop under cProfile; write `scheduler.pstats` and the top functions by
+    cumulative and own time to `$SGLRS_PROFILE_DIR` when it ends."""
+    import cProfile
+    import io
+    import pstats
+
+    def stop(*_: object) -> None:
+        raise SystemExit(0)  # the parent's terminate(): still write the profile
+
+    signal.signal(signal.SIGTERM, stop)
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(loop.run)
+    finally:
+        out = Path(os.environ[PROFILE_ENV])
+        out.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(out / "scheduler.pstats")
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(40)
+        (out / "scheduler_profile.txt").write_text(text.getvalue())
 
 
 def run_scheduler_process(server_args_json: str, endpoints: dict[str, str]) -> None:
@@ -40,8 +68,9 @@ def run_scheduler_process(server_args_json: str, endpoints: dict[str, str]) -> N
     to_tokenizer.connect(endpoints["tokenizer_input"])
     try:
         from sglrs.engine.engine_core import EngineCore
+        from sglrs.engine.tp_worker import init_rank
 
-        core = EngineCore(args)
+        core = EngineCore(args, init_rank(args, 0))  # TP rank 0 joins its group first
         ready = msg.ReadyMsg(info=core.info())
     except Exception as e:
         logger.exception("failed to start the engine")
@@ -51,8 +80,10 @@ def run_scheduler_process(server_args_json: str, endpoints: dict[str, str]) -> N
         return
     to_tokenizer.send(msg.encode(ready))
     loop = _Loop(core, inbox, to_detokenizer, to_tokenizer)
+    clean = False
     try:
-        loop.run()
+        _run_profiled(loop) if os.environ.get(PROFILE_ENV) else loop.run()
+        clean = True
     except Exception as e:
         logger.exception("the step loop failed")
         to_tokenizer.send(msg.encode(msg.ErrorMsg(where="scheduler", message=_describe(e))))
@@ -60,6 +91,10 @@ def run_scheduler_process(server_args_json: str, endpoints: dict[str, str]) -> N
     finally:
         core.shutdown()
         ctx.destroy(linger=1000)
+    if clean:  # a failed TP group may hang in its teardown; the process exit frees it
+        from sglrs.distributed import destroy_tensor_parallel
+
+        destroy_tensor_parallel()
 
 
 class _Loop:
@@ -70,6 +105,7 @@ class _Loop:
         self.to_tokenizer = to_tokenizer
         self.running = True
         self.last_check = time.monotonic()
+        core.emit = self._emit  # overlap mode sends a step's outputs during the next forward
 
     def run(self) -> None:
         while self.running:
@@ -80,13 +116,18 @@ class _Loop:
             self._emit(outs)
             if not self.core.has_work() and time.monotonic() - self.last_check > 1.0:
                 self.core.check_integrity()  # cheap when idle; catches KV leaks early
+                self.core.heartbeat()  # tensor parallel: a dead rank fails the server now
                 self.last_check = time.monotonic()
 
     def _receive(self, block: bool) -> None:
-        timeout_ms = int(IDLE_CHECK_INTERVAL_S * 1000) if block else 0
-        while self.inbox.poll(timeout_ms):
-            self._handle(msg.decode(self.inbox.recv()))
-            timeout_ms = 0
+        if block and not self.inbox.poll(int(IDLE_CHECK_INTERVAL_S * 1000)):
+            return
+        while True:  # non-blocking drain: cheaper than a poll call per step
+            try:
+                raw = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(msg.decode(raw))
 
     def _handle(self, message: msg.Message) -> None:
         if isinstance(message, msg.GenerateReq):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from sglrs.kernels import use_triton
+
 
 class KVPool:
     def __init__(
@@ -51,6 +53,11 @@ class KVPool:
 
     def store(self, layer: int, loc: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Write the new tokens' `k`, `v` (`[T, kv_heads, head_dim]`) at slots `loc` (`[T]`)."""
+        if use_triton(k) and k.stride(-1) == 1 and k.stride(1) == k.shape[2]:
+            from sglrs.kernels.kv_store import kv_store
+
+            kv_store(self.buffer[0, layer], self.buffer[1, layer], loc, k, v)
+            return
         self.buffer[0, layer].index_copy_(0, loc, k.to(self.dtype))
         self.buffer[1, layer].index_copy_(0, loc, v.to(self.dtype))
 

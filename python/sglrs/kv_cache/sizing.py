@@ -9,12 +9,14 @@ import torch
 from sglrs.model_loader.config import ModelConfig
 
 DEFAULT_CPU_KV_BYTES = 1 << 30  # 1 GiB when nothing is asked on CPU
+DEFAULT_MEM_FRACTION_STATIC = 0.85
 
 
 @dataclass(frozen=True)
 class KVBudget:
     """Set one of these. `max_total_tokens` wins; then `memory_bytes`; then the GPU's
-    `mem_fraction_static` (of the memory still free after the weights are loaded)."""
+    `mem_fraction_static`: weights + KV pool take that fraction of the GPU's total memory (as
+    SGLang's flag), the rest stays for activations, CUDA graphs and workspaces."""
 
     max_total_tokens: int | None = None
     memory_bytes: int | None = None
@@ -43,11 +45,21 @@ def kv_token_capacity(
         if budget.memory_bytes is not None:
             nbytes = budget.memory_bytes
         elif device.type == "cuda":
-            fraction = 0.85 if budget.mem_fraction_static is None else budget.mem_fraction_static
-            if not 0.0 < fraction <= 1.0:
-                raise ValueError(f"mem_fraction_static must be in (0, 1], got {fraction}")
-            free, _total = torch.cuda.mem_get_info(device)
-            nbytes = int(free * fraction)
+            fraction = budget.mem_fraction_static
+            if fraction is None:
+                fraction = DEFAULT_MEM_FRACTION_STATIC
+            if not 0.0 < fraction < 1.0:
+                raise ValueError(f"--mem-fraction-static must be in (0, 1), got {fraction}")
+            free, total = torch.cuda.mem_get_info(device)
+            used = total - free  # weights, the CUDA context, other processes
+            nbytes = int(total * fraction) - used
+            if nbytes < per_token * 16 * page_size:
+                raise ValueError(
+                    f"out of GPU memory for the KV cache: --mem-fraction-static {fraction} "
+                    f"allows {total * fraction / 2**30:.1f} GiB of {total / 2**30:.1f} GiB, and "
+                    f"{used / 2**30:.1f} GiB is in use already (model weights); raise "
+                    "--mem-fraction-static or use a smaller model or dtype"
+                )
         elif budget.mem_fraction_static is not None:
             raise ValueError("mem_fraction_static sizes a GPU pool; on CPU give memory_bytes")
         else:

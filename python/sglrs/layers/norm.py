@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sglrs.kernels import use_triton
 from sglrs.layers.linear import copy_weight
 
 
@@ -26,6 +27,10 @@ class RMSNorm(nn.Module):
         self, x: torch.Tensor, residual: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Norm of `x`; with `residual`, norm of `x + residual` and that sum (the new residual)."""
+        if use_triton(x) and x.stride(-1) == 1:
+            from sglrs.kernels.norm import rmsnorm
+
+            return rmsnorm(x, self.weight, self.eps, residual)
         if residual is None:
             return self._norm(x)
         x = x + residual

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from sglrs.kernels import use_triton
 from sglrs.model_loader.config import RopeScaling
 
 
@@ -68,7 +69,12 @@ class RotaryEmbedding(nn.Module):
         return cos, sin
 
     def rotate(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Rope on `x` `[T, heads, head_dim]` (q and k heads may share one call)."""
+        """Rope on `x` `[T, heads, head_dim]` (q and k heads may share one call). On CUDA the
+        rotation is done in place by one kernel and `x` itself is returned."""
+        if use_triton(x) and x.stride(-1) == 1:
+            from sglrs.kernels.rotary import rope_inplace
+
+            return rope_inplace(x, positions, self.cos_cache, self.sin_cache)
         cos, sin = self.cos_sin(positions, x.dtype)
         return x * cos + _rotate_half(x) * sin
 

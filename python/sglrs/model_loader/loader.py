@@ -70,5 +70,6 @@ def load_model(
 
         if not Path(load_config.model_path).is_dir():
             raise FileNotFoundError(f"{load_config.model_path}: not a model directory")
-        model.load_weights(iter_safetensors(load_config.model_path, load_config.progress))
+        weights = iter_safetensors(load_config.model_path, load_config.progress, lazy=True)
+        model.load_weights(weights)
     return model.eval()

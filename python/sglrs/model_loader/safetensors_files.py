@@ -6,8 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-
-import torch
+from typing import Any
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -36,9 +35,11 @@ def safetensors_files(model_dir: str | os.PathLike) -> list[Path]:
 
 
 def iter_safetensors(
-    model_dir: str | os.PathLike, progress: bool = True
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, CPU tensor) for every tensor of every shard."""
+    model_dir: str | os.PathLike, progress: bool = True, lazy: bool = False
+) -> Iterator[tuple[str, Any]]:
+    """(name, CPU tensor) for every tensor of every shard. `lazy`: a safetensors slice instead,
+    read only where the consumer indexes it (a tensor-parallel rank reads just its shard); it
+    is valid until the next item is requested."""
     from safetensors import safe_open
     from tqdm import tqdm
 
@@ -46,4 +47,4 @@ def iter_safetensors(
     for path in tqdm(files, desc="loading safetensors", unit="shard", disable=not progress):
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
-                yield name, f.get_tensor(name)
+                yield name, f.get_slice(name) if lazy else f.get_tensor(name)

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from sglrs.attention.layer import Attention
+from sglrs.distributed.parallel_state import get_tp_rank, get_tp_size
 from sglrs.layers.activation import SiluAndMul
 from sglrs.layers.embedding import LMHead, VocabEmbedding
-from sglrs.layers.linear import MergedColumnLinear, QKVLinear, ReplicatedLinear, WeightLoadError
+from sglrs.layers.linear import MergedColumnLinear, QKVLinear, RowLinear, WeightLoadError
 from sglrs.layers.norm import RMSNorm
 from sglrs.layers.rotary import RotaryEmbedding
 from sglrs.model_loader.config import ModelConfig
@@ -25,21 +26,43 @@ class AttentionOptions:
     qk_norm: bool = False  # Qwen3: RMSNorm over each head of q and k before rope
 
 
+@dataclass(frozen=True)
+class TP:
+    """This process's tensor-parallel rank and size (0 and 1 without TP)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def current(cls) -> TP:
+        return cls(get_tp_rank(), get_tp_size())
+
+
 class LlamaAttention(nn.Module):
     def __init__(
-        self, config: ModelConfig, layer_id: int, opts: AttentionOptions, rotary: RotaryEmbedding
+        self,
+        config: ModelConfig,
+        layer_id: int,
+        opts: AttentionOptions,
+        rotary: RotaryEmbedding,
+        tp: TP = TP(),
     ) -> None:
         super().__init__()
-        self.num_heads, self.num_kv_heads = config.num_heads, config.num_kv_heads
-        self.head_dim = config.head_dim
         self.qkv_proj = QKVLinear(
             config.hidden_size,
             config.head_dim,
             config.num_heads,
             config.num_kv_heads,
             opts.qkv_bias,
+            tp_rank=tp.rank,
+            tp_size=tp.size,
         )
-        self.o_proj = ReplicatedLinear(config.q_size, config.hidden_size, bias=opts.o_bias)
+        # This rank's heads (all of them without TP).
+        self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads
+        self.head_dim = config.head_dim
+        self.o_proj = RowLinear(
+            config.q_size, config.hidden_size, opts.o_bias, tp_rank=tp.rank, tp_size=tp.size
+        )
         if opts.qk_norm:
             self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps)
             self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps)
@@ -72,11 +95,15 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TP = TP()) -> None:
         super().__init__()
         inter = config.intermediate_size
-        self.gate_up_proj = MergedColumnLinear(config.hidden_size, [inter, inter], config.mlp_bias)
-        self.down_proj = ReplicatedLinear(inter, config.hidden_size, config.mlp_bias)
+        self.gate_up_proj = MergedColumnLinear(
+            config.hidden_size, [inter, inter], config.mlp_bias, tp_rank=tp.rank, tp_size=tp.size
+        )
+        self.down_proj = RowLinear(
+            inter, config.hidden_size, config.mlp_bias, tp_rank=tp.rank, tp_size=tp.size
+        )
         self.act = SiluAndMul()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,11 +112,16 @@ class LlamaMLP(nn.Module):
 
 class LlamaDecoderLayer(nn.Module):
     def __init__(
-        self, config: ModelConfig, layer_id: int, opts: AttentionOptions, rotary: RotaryEmbedding
+        self,
+        config: ModelConfig,
+        layer_id: int,
+        opts: AttentionOptions,
+        rotary: RotaryEmbedding,
+        tp: TP = TP(),
     ) -> None:
         super().__init__()
-        self.self_attn = LlamaAttention(config, layer_id, opts, rotary)
-        self.mlp = LlamaMLP(config)
+        self.self_attn = LlamaAttention(config, layer_id, opts, rotary, tp)
+        self.mlp = LlamaMLP(config, tp)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -111,14 +143,16 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: ModelConfig, opts: AttentionOptions) -> None:
+    def __init__(self, config: ModelConfig, opts: AttentionOptions, tp: TP = TP()) -> None:
         super().__init__()
-        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = VocabEmbedding(
+            config.vocab_size, config.hidden_size, tp_rank=tp.rank, tp_size=tp.size
+        )
         self.rotary = RotaryEmbedding(
             config.head_dim, config.max_position_embeddings, config.rope_theta, config.rope_scaling
         )
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, opts, self.rotary) for i in range(config.num_layers)
+            LlamaDecoderLayer(config, i, opts, self.rotary, tp) for i in range(config.num_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -143,12 +177,16 @@ STACKED_PARAMS = (
 
 
 class LlamaForCausalLM(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TP | None = None) -> None:
+        """`tp`: this rank's share of the model; default: the process's TP group (if any)."""
         super().__init__()
+        tp = TP.current() if tp is None else tp
         self.config = config
-        self.model = LlamaModel(config, self.attention_options(config))
+        self.model = LlamaModel(config, self.attention_options(config), tp)
         tied = self.model.embed_tokens if config.tie_word_embeddings else None
-        self.lm_head = LMHead(config.vocab_size, config.hidden_size, tied_to=tied)
+        self.lm_head = LMHead(
+            config.vocab_size, config.hidden_size, tied_to=tied, tp_rank=tp.rank, tp_size=tp.size
+        )
 
     @classmethod
     def attention_options(cls, config: ModelConfig) -> AttentionOptions:

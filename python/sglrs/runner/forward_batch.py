@@ -28,14 +28,17 @@ def _np(plan: Any, name: str, dtype: Any = np.int64) -> np.ndarray:
     return np.asarray(getattr(plan, name), dtype=dtype).reshape(-1)
 
 
-def apply_table_writes(plan: Any, req_to_token: torch.Tensor) -> None:
-    """`req_to_token[row_w, start_w : start_w + len_w] = slots_w` for every write `w`, at once."""
+def _table_write_indices(
+    plan: Any, req_to_token: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, slots) of every table entry the plan writes, checked against the
+    table's shape."""
     rows, starts = _np(plan, "table_rows"), _np(plan, "table_starts")
     indptr, slots = _np(plan, "table_indptr"), _np(plan, "table_slots")
     if len(indptr) != len(rows) + 1 or len(starts) != len(rows) or indptr[-1] != len(slots):
         raise ValueError("plan table writes: table_indptr/rows/starts/slots lengths disagree")
     if len(slots) == 0:
-        return
+        return slots, slots, slots
     lens = np.diff(indptr)
     row_of = np.repeat(rows, lens)
     col_of = np.repeat(starts - indptr[:-1], lens) + np.arange(len(slots))
@@ -46,10 +49,46 @@ def apply_table_writes(plan: Any, req_to_token: torch.Tensor) -> None:
         raise ValueError(
             f"plan table write at position {col_of.max()} beyond context_length {num_cols}"
         )
+    return row_of, col_of, slots
+
+
+def apply_table_writes(plan: Any, req_to_token: torch.Tensor) -> None:
+    """`req_to_token[row_w, start_w : start_w + len_w] = slots_w` for every write `w`, at once."""
+    row_of, col_of, slots = _table_write_indices(plan, req_to_token)
+    if len(slots) == 0:
+        return
     device = req_to_token.device
     req_to_token[torch.from_numpy(row_of).to(device), torch.from_numpy(col_of).to(device)] = (
         torch.from_numpy(slots.astype(np.int32)).to(device)
     )
+
+
+class StagingBuffer:
+    """Pinned host memory for a step's int64 arrays, so they reach the GPU in one copy. Reused
+    every step: the step loop waits for each step's sampled tokens before building the next
+    batch, so the previous copy has finished."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._host: torch.Tensor | None = None
+
+    def upload(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The arrays back to back in one device tensor, and that tensor split per array."""
+        sizes = [len(a) for a in arrays]
+        total = sum(sizes)
+        if self.device.type != "cuda":
+            flat = np.concatenate(arrays) if arrays else np.empty(0, np.int64)
+            dev = torch.from_numpy(flat.astype(np.int64, copy=False))
+            return dev, list(dev.split(sizes))
+        if self._host is None or self._host.numel() < total:
+            self._host = torch.empty(max(total, 1 << 16) * 2, dtype=torch.int64, pin_memory=True)
+        host = self._host.numpy()
+        at = 0
+        for a in arrays:
+            host[at : at + len(a)] = a
+            at += len(a)
+        dev = self._host[:total].to(self.device, non_blocking=True)
+        return dev, list(dev.split(sizes))
 
 
 @dataclass
@@ -72,21 +111,42 @@ class ForwardBatch:
     seq_lens: torch.Tensor  # [B]
     qo_indptr: torch.Tensor  # [B+1]
     kv_indptr: torch.Tensor  # [B+1]
-    kv_indices: torch.Tensor  # [kv_indptr[-1]]: every KV slot of each request in position order
     req_to_token: torch.Tensor
+    sample_rows: torch.Tensor  # [num sampled]: the row of `hidden` each sampled request reads
     attn_backend: Any = field(default=None, repr=False)
+    # input_ids, positions, out_cache_loc, req_pool_indices, seq_lens as one [5, B] device view
+    # (the CUDA-graph runner copies it into its static inputs at once).
+    decode_block: torch.Tensor | None = field(default=None, repr=False)
+    _kv_indices: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def num_tokens(self) -> int:
         return int(self.qo_indptr_cpu[-1])
 
+    @property
+    def kv_indices(self) -> torch.Tensor:
+        """`[kv_indptr[-1]]`: every KV slot of each request in position order (gathered from
+        the table on first use; the GPU backends read the table themselves)."""
+        if self._kv_indices is None:
+            n = int(self.kv_indptr_cpu[-1])
+            row_of = torch.repeat_interleave(self.req_pool_indices, self.seq_lens, output_size=n)
+            col_of = torch.arange(n, device=self.seq_lens.device) - torch.repeat_interleave(
+                self.kv_indptr[:-1], self.seq_lens, output_size=n
+            )
+            self._kv_indices = self.req_to_token[row_of, col_of].long()
+        return self._kv_indices
+
     @classmethod
     def from_plan(
-        cls, plan: Any, req_to_token: torch.Tensor, device: torch.device | str
+        cls,
+        plan: Any,
+        req_to_token: torch.Tensor,
+        device: torch.device | str,
+        staging: StagingBuffer | None = None,
     ) -> ForwardBatch:
-        """Apply the plan's table writes to `req_to_token`, then build the device tensors."""
+        """Apply the plan's table writes to `req_to_token`, then build the device tensors
+        (one host-to-device copy for all of them)."""
         mode = ForwardMode(plan.kind)
-        apply_table_writes(plan, req_to_token)
         prefix, extend = _np(plan, "prefix_lens"), _np(plan, "extend_lens")
         seq, qo = _np(plan, "seq_lens"), _np(plan, "qo_indptr")
         rows = _np(plan, "req_pool_indices")
@@ -103,39 +163,42 @@ class ForwardBatch:
             raise ValueError("plan: a decode step must extend every request by one token")
         if b and seq.max() > req_to_token.shape[1]:
             raise ValueError(f"plan: sequence of {seq.max()} tokens exceeds context_length")
+        sample_mask = np.asarray(plan.sample_mask, dtype=bool).reshape(-1)
         kv_indptr = np.concatenate([[0], np.cumsum(seq)])
+        row_of, col_of, slots = _table_write_indices(plan, req_to_token)
         dev = torch.device(device)
-
-        def put(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(dev)
-
-        rows_t, seq_t, kv_indptr_t = put(rows), put(seq), put(kv_indptr)
-        # Every (row, position) of the batch's KV, gathered from the table on the device.
-        n = int(kv_indptr[-1])
-        row_of = torch.repeat_interleave(rows_t, seq_t, output_size=n)
-        col_of = torch.arange(n, device=dev) - torch.repeat_interleave(
-            kv_indptr_t[:-1], seq_t, output_size=n
-        )
-        kv_indices = req_to_token[row_of, col_of].long()
+        staging = staging or StagingBuffer(dev)
+        flat, (w_rows, w_cols, w_slots, input_ids_t, positions_t, out_loc_t, rows_t, seq_t, qo_t,
+               kv_indptr_t, sample_rows_t) = staging.upload(
+            [row_of, col_of, slots, input_ids, positions, out_loc, rows, seq, qo, kv_indptr,
+             qo[1:][sample_mask] - 1]
+        )  # fmt: skip
+        decode_block = None
+        if mode is ForwardMode.DECODE:  # the five per-request arrays lie back to back
+            start = 3 * len(slots)
+            decode_block = flat[start : start + 5 * b].view(5, b)
+        if len(slots):
+            req_to_token[w_rows, w_cols] = w_slots.to(req_to_token.dtype)
         return cls(
             mode=mode,
             batch_size=b,
             req_ids=np.asarray(plan.req_ids, dtype=np.uint64).reshape(-1),
-            sample_mask=np.asarray(plan.sample_mask, dtype=bool).reshape(-1),
+            sample_mask=sample_mask,
             prefix_lens_cpu=prefix,
             extend_lens_cpu=extend,
             seq_lens_cpu=seq,
             qo_indptr_cpu=qo,
             kv_indptr_cpu=kv_indptr,
-            input_ids=put(input_ids),
-            positions=put(positions),
-            out_cache_loc=put(out_loc),
+            input_ids=input_ids_t,
+            positions=positions_t,
+            out_cache_loc=out_loc_t,
             req_pool_indices=rows_t,
             seq_lens=seq_t,
-            qo_indptr=put(qo),
+            qo_indptr=qo_t,
             kv_indptr=kv_indptr_t,
-            kv_indices=kv_indices,
             req_to_token=req_to_token,
+            sample_rows=sample_rows_t,
+            decode_block=decode_block,
         )
 
     def check_kv_indices(self, plan: Any) -> None:

@@ -16,10 +16,19 @@ import numpy as np
 import torch
 
 from sglrs.attention import create_attention_backend
+from sglrs.distributed import all_reduce_min_int, get_tp_size
 from sglrs.kv_cache import KVBudget, KVPool, kv_token_capacity
 from sglrs.layers.packed_linear import prepack_model
 from sglrs.model_loader import LoadConfig, ModelConfig, load_model, resolve_dtype
-from sglrs.runner.forward_batch import ForwardBatch, ForwardMode, apply_table_writes
+from sglrs.model_loader.sharding import rank_attention_config
+from sglrs.runner.forward_batch import (
+    ForwardBatch,
+    ForwardMode,
+    StagingBuffer,
+    apply_table_writes,
+)
+
+DEFAULT_CUDA_GRAPH_MAX_BS = 160
 
 
 @dataclass
@@ -44,6 +53,8 @@ class ModelRunner:
         max_running_requests: int = 256,
         context_length: int | None = None,
         page_size: int = 1,
+        cuda_graph_max_bs: int | None = None,
+        disable_cuda_graph: bool = False,
     ) -> None:
         self.config = model_config
         self.device = torch.device(device)
@@ -54,27 +65,58 @@ class ModelRunner:
                 f"context_length {self.context_length} exceeds the model's "
                 f"max_position_embeddings {model_config.max_position_embeddings}"
             )
-        self.model = load_model(model_config, load_config, self.device, self.dtype)
+        try:
+            self.model = load_model(model_config, load_config, self.device, self.dtype)
+        except torch.cuda.OutOfMemoryError as e:
+            raise RuntimeError(
+                f"the model's weights do not fit in GPU memory ({e}); use a smaller --dtype, "
+                "a smaller model, or more GPUs (--tp-size)"
+            ) from None
         prepack_model(self.model)  # CPU float32: weights in oneDNN's layout, before KV sizing
-        # Sized after the weights so a GPU memory fraction sees what they left free.
-        capacity = kv_token_capacity(
-            model_config, self.dtype, page_size, kv_budget or KVBudget(), self.device
+        # Under tensor parallelism attention and the KV pool see this rank's heads only.
+        rank_config = rank_attention_config(model_config, get_tp_size())
+        # Sized after the weights so a GPU memory fraction sees what they left free; every rank
+        # takes the smallest capacity, the one rank 0's scheduler hands out.
+        capacity = all_reduce_min_int(
+            kv_token_capacity(
+                rank_config, self.dtype, page_size, kv_budget or KVBudget(), self.device
+            )
         )
         self.kv_pool = KVPool(
             model_config.num_layers,
-            model_config.num_kv_heads,
+            rank_config.num_kv_heads,
             model_config.head_dim,
             capacity,
             page_size,
             self.dtype,
             self.device,
         )
+        # One spare last row, all padding slots: CUDA-graph padding rows read it.
+        self.padding_row = max_running_requests
         self.req_to_token = torch.zeros(
-            (max_running_requests, self.context_length), dtype=torch.int32, device=self.device
+            (max_running_requests + 1, self.context_length), dtype=torch.int32, device=self.device
         )
+        self.req_to_token[self.padding_row] = self.kv_pool.padding_slot
+        self.staging = StagingBuffer(self.device)
         self.attn_backend = create_attention_backend(
-            attention_backend, model_config, self.kv_pool, self.device
+            attention_backend, rank_config, self.kv_pool, self.device
         )
+        self.graph_runner = None
+        if (
+            self.device.type == "cuda"
+            and not disable_cuda_graph
+            and self.attn_backend.supports_cuda_graph
+        ):
+            from sglrs.runner.cuda_graph_runner import CudaGraphRunner
+
+            max_bs = min(cuda_graph_max_bs or DEFAULT_CUDA_GRAPH_MAX_BS, max_running_requests)
+            try:
+                self.graph_runner = CudaGraphRunner(self, max_bs)
+            except torch.cuda.OutOfMemoryError as e:
+                raise RuntimeError(
+                    f"out of GPU memory while capturing CUDA graphs ({e}); lower "
+                    "--mem-fraction-static or --cuda-graph-max-bs, or pass --disable-cuda-graph"
+                ) from None
 
     @property
     def max_total_tokens(self) -> int:
@@ -89,15 +131,16 @@ class ModelRunner:
         if plan.kind == ForwardMode.IDLE.value:
             apply_table_writes(plan, self.req_to_token)
             return RunnerOutput(torch.empty((0, vocab), device=self.device))
-        fb = ForwardBatch.from_plan(plan, self.req_to_token, self.device)
+        fb = ForwardBatch.from_plan(plan, self.req_to_token, self.device, self.staging)
         if getattr(plan, "kv_indices", None) is not None:
             fb.check_kv_indices(plan)
         fb.attn_backend = self.attn_backend
+        wanted = {int(r) for r in all_logits_req_ids}
+        if self.graph_runner is not None and not wanted and self.graph_runner.can_run(fb):
+            return RunnerOutput(self.model.compute_logits(self.graph_runner.replay(fb)))
         self.attn_backend.init_forward_metadata(fb)
         hidden = self.model(fb.input_ids, fb.positions, fb)
-        last_rows = fb.qo_indptr_cpu[1:][fb.sample_mask] - 1
-        logits = self.model.compute_logits(hidden[torch.from_numpy(last_rows).to(self.device)])
-        wanted = {int(r) for r in all_logits_req_ids}
+        logits = self.model.compute_logits(hidden[fb.sample_rows])
         unknown = wanted - {int(r) for r in fb.req_ids}
         if unknown:
             raise ValueError(f"all_logits_req_ids not in this plan: {sorted(unknown)}")

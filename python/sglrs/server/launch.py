@@ -7,6 +7,7 @@ the `finally` here covers every other way out (a failed startup, an interrupted 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import signal
@@ -23,6 +24,7 @@ from sglrs.server_args import ServerArgs
 logger = logging.getLogger("sglrs.server")
 
 GRACEFUL_SHUTDOWN_S = 5
+WATCHDOG_INTERVAL_S = 1.0
 
 
 class LaunchError(RuntimeError):
@@ -30,12 +32,12 @@ class LaunchError(RuntimeError):
 
 
 def check_supported(args: ServerArgs) -> None:
-    if args.tp_size > 1:
-        raise LaunchError(
-            f"--tp-size {args.tp_size}: tensor parallelism is not implemented yet; use --tp-size 1"
-        )
-    if args.nnodes > 1:
-        raise LaunchError(f"--nnodes {args.nnodes}: multi-node serving is not implemented yet")
+    from sglrs.distributed.topology import Topology, TopologyError
+
+    try:
+        Topology.from_args(args)
+    except TopologyError as e:
+        raise LaunchError(str(e)) from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -74,11 +76,25 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.args = args
         self.engine = engine
+        self.worker_died = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and not self.should_exit:
             print(describe(self.args, self.engine.model_info), flush=True)
+            self._watchdog = asyncio.get_running_loop().create_task(self._exit_on_dead_worker())
+
+    async def _exit_on_dead_worker(self) -> None:
+        """A dead worker (a TP rank above all: the others would wait on it forever) leaves the
+        server unhealthy; exit instead of serving 503s."""
+        while not self.should_exit:
+            if not self.engine.processes_alive():
+                logger.error("a worker process exited; shutting the server down")
+                self.worker_died = True
+                self.should_exit = True
+                return
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
 
 
 def configure_logging(level: str) -> None:
@@ -93,7 +109,8 @@ def launch_server(args: ServerArgs) -> int:
     configure_logging(args.log_level)
     try:
         check_supported(args)
-        check_port_free(args.host, args.port)
+        if args.node_rank == 0:  # other nodes serve no HTTP
+            check_port_free(args.host, args.port)
     except LaunchError as e:
         print(f"sglrs serve: error: {e}", file=sys.stderr)
         return 2
@@ -107,8 +124,14 @@ def launch_server(args: ServerArgs) -> int:
     except RuntimeError as e:  # DefaultModelUnavailable: no network and nothing cached
         print(f"sglrs serve: error: {e}", file=sys.stderr)
         return 1
+    if args.node_rank != 0:
+        return _run_rank_workers(runtime)
     try:
-        runtime.start_processes()
+        try:
+            runtime.start_processes()
+        except ValueError as e:  # parallelism that does not fit the model or the GPUs
+            print(f"sglrs serve: error: {e}", file=sys.stderr)
+            return 2
         server: _Server | None = None
         app = create_app(args, runtime, should_stop=lambda: bool(server and server.should_exit))
         config = uvicorn.Config(
@@ -122,10 +145,32 @@ def launch_server(args: ServerArgs) -> int:
         )
         server = _Server(config, args, runtime)
         server.run()
-        return 0 if server.started else 1
+        return 0 if server.started and not server.worker_died else 1
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: a requested, clean shutdown
         return 0
     except SystemExit as e:  # uvicorn exits this way when startup fails
         return e.code if isinstance(e.code, int) else 1
+    finally:
+        runtime.shutdown()
+
+
+def _run_rank_workers(runtime: Any) -> int:
+    """A node other than 0: run its TP ranks until one exits (rank 0 stopping included)."""
+    try:
+        try:
+            runtime.start_rank_workers()
+        except ValueError as e:
+            print(f"sglrs serve: error: {e}", file=sys.stderr)
+            return 2
+        args = runtime.server_args
+        ranks = runtime.topology.node_ranks
+        print(
+            f"sglrs {__version__} node {args.node_rank}/{args.nnodes}: TP ranks "
+            f"{ranks.start}..{ranks.stop - 1} following {args.dist_init_addr}",
+            flush=True,
+        )
+        return runtime.wait_workers()
+    except KeyboardInterrupt:
+        return 0
     finally:
         runtime.shutdown()

@@ -1,0 +1,39 @@
+"""The Llama-3.1-8B configuration the GPU benchmarks run with random weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LLAMA_8B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
+    "torch_dtype": "bfloat16",
+}
+# Bytes one decode step must read: every weight but the embedding table (one row of it).
+DECODE_WEIGHT_BYTES = 2 * (8_030_261_248 - 128256 * 4096)
+
+
+def write_model_dir(path: Path) -> Path:
+    """A model directory holding only config.json (load it with load_format='dummy')."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(LLAMA_8B))
+    return path

@@ -1,0 +1,95 @@
+"""Collectives over the tensor-parallel group; identity when there is none (tp 1).
+
+All-reduce and all-gather go through torch.distributed on the device group, so with NCCL they
+can be captured in a CUDA graph. `broadcast_bytes` moves a host byte buffer from rank 0 over the
+gloo group in one message when it fits `BROADCAST_CHUNK` (every decode step does), else two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from sglrs.distributed.parallel_state import get_tp_group
+
+BROADCAST_CHUNK = 64 * 1024
+_LEN_BYTES = 8
+
+
+def all_reduce(x: torch.Tensor) -> torch.Tensor:
+    """Sum `x` over the ranks, in place; returns `x`."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1:
+        return x
+    dist.all_reduce(x, group=tp.device_group)
+    return x
+
+
+def all_gather_last_dim(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's `x` (same shape) along the last dim, in rank order."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1:
+        return x
+    x = x.contiguous()
+    if x.device.type == "cuda":  # one NCCL call into a [size, ...] buffer
+        out = torch.empty((tp.size, *x.shape), dtype=x.dtype, device=x.device)
+        dist.all_gather_into_tensor(out, x, group=tp.device_group)
+        parts = out.unbind(0)
+    else:
+        parts = [torch.empty_like(x) for _ in range(tp.size)]
+        dist.all_gather(parts, x, group=tp.device_group)
+    return torch.cat(parts, dim=-1)
+
+
+def all_reduce_min_int(value: int) -> int:
+    """The smallest `value` over the ranks (e.g. the KV capacity every rank can hold)."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=tp.cpu_group)
+    return int(t.item())
+
+
+_CHUNK: np.ndarray | None = None
+
+
+def _chunk_buffer() -> np.ndarray:
+    """The first message's buffer, reused: every step broadcasts one (its bytes are copied out)."""
+    global _CHUNK
+    if _CHUNK is None:
+        _CHUNK = np.zeros(BROADCAST_CHUNK, dtype=np.uint8)
+    return _CHUNK
+
+
+def broadcast_bytes(payload: bytes | None) -> bytearray:
+    """Rank 0 passes `payload`; every rank gets it back (a fresh, writable buffer)."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1:
+        if payload is None:
+            raise ValueError("broadcast_bytes: rank 0 must pass the payload")
+        return bytearray(payload)
+    src = dist.get_global_rank(tp.cpu_group, 0)
+    chunk = _chunk_buffer()
+    if tp.rank == 0:
+        if payload is None:
+            raise ValueError("broadcast_bytes: rank 0 must pass the payload")
+        n = len(payload)
+        chunk[:_LEN_BYTES] = np.frombuffer(n.to_bytes(_LEN_BYTES, "little"), dtype=np.uint8)
+        head = min(n, BROADCAST_CHUNK - _LEN_BYTES)
+        chunk[_LEN_BYTES : _LEN_BYTES + head] = np.frombuffer(payload, np.uint8, count=head)
+    dist.broadcast(torch.from_numpy(chunk), src, group=tp.cpu_group)
+    n = int.from_bytes(chunk[:_LEN_BYTES].tobytes(), "little")
+    head = min(n, BROADCAST_CHUNK - _LEN_BYTES)
+    if head == n:
+        return bytearray(chunk[_LEN_BYTES : _LEN_BYTES + n].tobytes())
+    rest = np.empty(n - head, dtype=np.uint8)
+    if tp.rank == 0:
+        assert payload is not None
+        rest[:] = np.frombuffer(payload, np.uint8, offset=head)
+    dist.broadcast(torch.from_numpy(rest), src, group=tp.cpu_group)
+    out = bytearray(n)
+    out[:head] = chunk[_LEN_BYTES : _LEN_BYTES + head].tobytes()
+    out[head:] = rest.tobytes()
+    return out

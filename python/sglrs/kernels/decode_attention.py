@@ -1,0 +1,204 @@
+"""Paged decode attention with split-K (flash-decoding) over the request-to-token table.
+
+Stage 1: one program per (request, KV head, split) walks its share of the request's KV
+slots, with all query heads of that KV head as one tile (GQA reads each K/V once). Stage 2
+merges the splits by their log-sum-exp. The split count depends only on the batch size, so
+a CUDA graph captured for a batch size stays valid for any sequence lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decode_stage1(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    req_to_token_ptr,
+    req_pool_ptr,
+    seq_lens_ptr,
+    mid_o_ptr,
+    mid_lse_ptr,
+    sm_scale,
+    q_stride_b,
+    q_stride_h,
+    k_stride_s,
+    k_stride_h,
+    v_stride_s,
+    v_stride_h,
+    table_stride,
+    window,
+    GROUP: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    NUM_SPLITS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(seq_lens_ptr + b).to(tl.int32)
+    row = tl.load(req_pool_ptr + b).to(tl.int64)
+    split_len = tl.cdiv(seq_len, NUM_SPLITS)
+    start = split * split_len
+    end = tl.minimum(start + split_len, seq_len)
+    if window > 0:
+        start = tl.maximum(start, seq_len - window)
+
+    offs_h = tl.arange(0, BLOCK_H)
+    heads = kv_head * GROUP + offs_h
+    mask_h = offs_h < GROUP
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < HEAD_DIM
+    q = tl.load(
+        q_ptr + b * q_stride_b + heads[:, None] * q_stride_h + offs_d[None, :],
+        mask=mask_h[:, None] & mask_d[None, :],
+        other=0.0,
+    )
+    m = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_sum = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    for n0 in range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < end
+        slots = tl.load(req_to_token_ptr + row * table_stride + offs_n, mask=mask_n, other=0)
+        slots = slots.to(tl.int64)
+        k = tl.load(
+            k_ptr + slots[None, :] * k_stride_s + kv_head * k_stride_h + offs_d[:, None],
+            mask=mask_n[None, :] & mask_d[:, None],
+            other=0.0,
+        )
+        qk = tl.dot(q, k.to(q.dtype), input_precision=DOT_PRECISION) * sm_scale
+        qk = tl.where(mask_n[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m, tl.max(qk, 1))
+        p = tl.exp(qk - m_new[:, None])
+        alpha = tl.exp(m - m_new)
+        l_sum = l_sum * alpha + tl.sum(p, 1)
+        v = tl.load(
+            v_ptr + slots[:, None] * v_stride_s + kv_head * v_stride_h + offs_d[None, :],
+            mask=mask_n[:, None] & mask_d[None, :],
+            other=0.0,
+        )
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION).to(
+            tl.float32
+        )
+        m = m_new
+
+    nonempty = l_sum > 0
+    o = acc / tl.where(nonempty, l_sum, 1.0)[:, None]
+    lse = tl.where(nonempty, m + tl.log(tl.where(nonempty, l_sum, 1.0)), float("-inf"))
+    # mid_o: [B, Hq, NUM_SPLITS, HEAD_DIM], mid_lse: [B, Hq, NUM_SPLITS], both contiguous.
+    hq = tl.num_programs(1) * GROUP
+    o_base = (b * hq + heads) * NUM_SPLITS + split
+    tl.store(
+        mid_o_ptr + o_base[:, None] * HEAD_DIM + offs_d[None, :],
+        o,
+        mask=mask_h[:, None] & mask_d[None, :],
+    )
+    tl.store(mid_lse_ptr + o_base, lse, mask=mask_h)
+
+
+@triton.jit
+def _decode_stage2(
+    mid_o_ptr,
+    mid_lse_ptr,
+    out_ptr,
+    out_stride_b,
+    out_stride_h,
+    HEAD_DIM: tl.constexpr,
+    NUM_SPLITS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    hq = tl.num_programs(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    mask_s = offs_s < NUM_SPLITS
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < HEAD_DIM
+    base = (b * hq + h) * NUM_SPLITS
+    lse = tl.load(mid_lse_ptr + base + offs_s, mask=mask_s, other=float("-inf"))
+    w = tl.exp(lse - tl.max(lse, 0))
+    w = tl.where(mask_s, w, 0.0)
+    o = tl.load(
+        mid_o_ptr + (base + offs_s)[:, None] * HEAD_DIM + offs_d[None, :],
+        mask=mask_s[:, None] & mask_d[None, :],
+        other=0.0,
+    )
+    out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
+    tl.store(
+        out_ptr + b * out_stride_b + h * out_stride_h + offs_d,
+        out.to(out_ptr.dtype.element_ty),
+        mask=mask_d,
+    )
+
+
+def num_decode_splits(batch_size: int, num_kv_heads: int, num_sms: int = 132) -> int:
+    """Enough programs to fill the GPU about twice, at most 16 splits per request."""
+    want = triton.cdiv(2 * num_sms, max(batch_size * num_kv_heads, 1))
+    return int(min(16, max(1, triton.next_power_of_2(want))))
+
+
+class DecodeWorkspace:
+    """Split-K scratch for up to `max_batch` requests (reused so CUDA graphs see fixed
+    addresses)."""
+
+    def __init__(
+        self, max_batch: int, num_heads: int, head_dim: int, max_splits: int, device: torch.device
+    ) -> None:
+        self.mid_o = torch.empty(
+            (max_batch * num_heads * max_splits * head_dim,), dtype=torch.float32, device=device
+        )
+        self.mid_lse = torch.empty(
+            (max_batch * num_heads * max_splits,), dtype=torch.float32, device=device
+        )
+        self.max_batch, self.max_splits = max_batch, max_splits
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_buf: torch.Tensor,
+    v_buf: torch.Tensor,
+    out: torch.Tensor,
+    req_to_token: torch.Tensor,
+    req_pool_indices: torch.Tensor,
+    seq_lens: torch.Tensor,
+    sm_scale: float,
+    num_splits: int,
+    workspace: DecodeWorkspace,
+    window: int | None = None,
+) -> torch.Tensor:
+    """One query token per request. `q`/`out` `[B, Hq, D]`; `k_buf`/`v_buf` `[slots, Hkv, D]`;
+    request `b` attends to slots `req_to_token[req_pool_indices[b], :seq_lens[b]]`."""
+    b, hq, d = q.shape
+    hkv = k_buf.shape[1]
+    if b == 0:
+        return out
+    if b > workspace.max_batch or num_splits > workspace.max_splits:
+        raise ValueError("decode_attention: batch or splits exceed the workspace")
+    group = hq // hkv
+    mid_o = workspace.mid_o[: b * hq * num_splits * d]
+    mid_lse = workspace.mid_lse[: b * hq * num_splits]
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    _decode_stage1[(b, hkv, num_splits)](
+        q, k_buf, v_buf, req_to_token, req_pool_indices, seq_lens, mid_o, mid_lse, sm_scale,
+        q.stride(0), q.stride(1), k_buf.stride(0), k_buf.stride(1), v_buf.stride(0),
+        v_buf.stride(1), req_to_token.stride(0), window or 0,
+        GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits,
+        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=64,
+        BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision, num_warps=4,
+        num_stages=2,
+    )  # fmt: skip
+    _decode_stage2[(b, hq)](
+        mid_o, mid_lse, out, out.stride(0), out.stride(1),
+        HEAD_DIM=d, NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits),
+        BLOCK_D=triton.next_power_of_2(d), num_warps=4,
+    )  # fmt: skip
+    return out

@@ -1,0 +1,102 @@
+"""GPU tensor parallelism (NCCL): greedy tokens at tp 2/3/4 equal tp 1's; the Llama-3.1-8B shape
+serves with dummy weights at tp 2 and 4. Each test skips without enough GPUs.
+
+Models are random-weight Llamas the test writes (no tokenizer: token ids in and out), in float32
+so the only difference between tp sizes is the summation order of the all-reduces.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sglrs.engine.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+NEW_TOKENS = 16
+# Head layouts: 4 query / 2 KV heads (tp 4 replicates KV heads) and SmolLM2-135M's 9 / 3.
+SHAPES = {
+    "llama-4q-2kv": dict(hidden_size=128, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=256, vocab_size=1024),
+    "smollm2-9q-3kv": dict(hidden_size=576, num_attention_heads=9, num_key_value_heads=3,
+                           intermediate_size=1536, vocab_size=1536),
+}  # fmt: skip
+
+
+def _need_gpus(n: int) -> None:
+    if torch.cuda.device_count() < n:
+        pytest.skip(f"needs {n} GPUs, found {torch.cuda.device_count()}")
+
+
+def _random_llama(path: Path, shape: dict) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(num_hidden_layers=2, max_position_embeddings=1024, **shape)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.normal_(0.0, 0.25 / (shape["hidden_size"] / 64) ** 0.5)
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def _prompts(vocab: int) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in (5, 37, 120, 300)]
+
+
+def _greedy(model: Path, tp: int, prompts: list[list[int]], **extra: object) -> list[list[int]]:
+    params = {"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True}
+    with Engine(
+        model_path=str(model),
+        tp_size=tp,
+        device="cuda",
+        skip_tokenizer_init=True,
+        max_total_tokens=8192,
+        log_level="warning",
+        **extra,
+    ) as engine:
+        outs = engine.generate(input_ids=prompts, sampling_params=[params] * len(prompts))
+    return [o["output_ids"] for o in outs]
+
+
+@pytest.mark.parametrize(
+    ("shape", "tp"), [("llama-4q-2kv", 2), ("llama-4q-2kv", 4), ("smollm2-9q-3kv", 3)]
+)
+def test_greedy_tokens_equal_tp1(tmp_path, shape, tp):
+    _need_gpus(tp)
+    model = _random_llama(tmp_path / shape, SHAPES[shape])
+    prompts = _prompts(SHAPES[shape]["vocab_size"])
+    want = _greedy(model, 1, prompts, dtype="float32")
+    assert _greedy(model, tp, prompts, dtype="float32") == want
+
+
+def test_smollm2_tp3_equals_tp1():
+    _need_gpus(3)
+    from sglrs.utils.default_model import DefaultModelUnavailable, default_model_path
+
+    try:
+        model = default_model_path(quiet=True)
+    except DefaultModelUnavailable as e:
+        pytest.skip(f"SmolLM2 unavailable: {e}")
+    prompts = _prompts(49152)
+    want = _greedy(model, 1, prompts, dtype="float32")
+    assert _greedy(model, 3, prompts, dtype="float32") == want
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_llama8b_dummy_serves(tmp_path, tp):
+    _need_gpus(tp)
+    sys.path.insert(0, str(ROOT / "benches"))
+    from llama8b import write_model_dir
+
+    model = write_model_dir(tmp_path / "llama-3.1-8b")
+    outs = _greedy(
+        model, tp, _prompts(128256), load_format="dummy", dtype="bfloat16", context_length=4096
+    )
+    assert [len(o) for o in outs] == [NEW_TOKENS] * 4
