@@ -39,14 +39,16 @@ def create_attention_backend(
 
 
 def resolve_attention_backend(name: str, device: torch.device | str) -> str:
-    """`auto`: flashinfer on CUDA when installed, else triton on CUDA, torch_native on CPU."""
+    """`auto`: the fastest measured on the device (benches/results/gpu_targets.json): triton on
+    CUDA (its decode needs no per-step host planning), torch_native on CPU."""
     if name != "auto":
         return name
     if torch.device(device).type != "cuda":
         return "torch_native"
-    if "flashinfer" in ATTENTION_BACKENDS:
-        return "flashinfer"
-    return "triton" if "triton" in ATTENTION_BACKENDS else "torch_native"
+    for fastest in ("triton", "flashinfer"):
+        if fastest in ATTENTION_BACKENDS:
+            return fastest
+    return "torch_native"
 
 
 # Importing a backend module registers it; the GPU ones need their packages.

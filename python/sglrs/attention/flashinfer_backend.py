@@ -46,6 +46,11 @@ class FlashInferBackend(AttentionBackend):
 
         if self.device.type != "cuda":
             raise ValueError("the flashinfer attention backend needs a CUDA device")
+        if kv_pool.dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(
+                f"the flashinfer attention backend needs --dtype bfloat16 or float16, not "
+                f"{str(kv_pool.dtype).removeprefix('torch.')}; use --attention-backend triton"
+            )
         self._fi = flashinfer
         self.page_size = kv_pool.page_size
         self.hq, self.hkv, self.d = config.num_heads, config.num_kv_heads, config.head_dim
