@@ -2,11 +2,11 @@
 
 use crate::error::{GrammarError, Result};
 use crate::json::{self, JsonOptions};
+use crate::nfa;
 use crate::vocab::Vocabulary;
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::CacheError;
 use regex_automata::hybrid::LazyStateID;
-use regex_automata::nfa::thompson;
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
 use std::collections::HashMap;
@@ -133,22 +133,19 @@ impl Grammar {
             .cache_capacity(DFA_CACHE_BYTES)
             .minimum_cache_clear_count(Some(0))
             .unicode_word_boundary(true);
+        let bad = |e: String| match kind {
+            GrammarKind::Regex => GrammarError::Regex(e),
+            _ => GrammarError::Schema(format!("generated regex does not compile: {e}")),
+        };
+        // Generated regexes spell UTF-8 out byte by byte (much faster to compile than repeated
+        // Unicode classes), which the UTF-8 validity check would refuse.
+        let hir = syntax::parse_with(&regex, &syntax::Config::new().utf8(false))
+            .map_err(|e| bad(format!("{e}")))?;
+        let nfa = nfa::compile(&hir, NFA_BYTES).map_err(bad)?;
         let dfa = DFA::builder()
             .configure(config)
-            // Generated regexes spell UTF-8 out byte by byte (much faster to compile than
-            // repeated Unicode classes), which the UTF-8 validity check would refuse.
-            .syntax(syntax::Config::new().utf8(false))
-            .thompson(
-                thompson::Config::new()
-                    .nfa_size_limit(Some(NFA_BYTES))
-                    // Masks never need match offsets of groups: capture states only cost.
-                    .which_captures(thompson::WhichCaptures::None),
-            )
-            .build(&regex)
-            .map_err(|e| match kind {
-                GrammarKind::Regex => GrammarError::Regex(format!("{e}")),
-                _ => GrammarError::Schema(format!("generated regex does not compile: {e}")),
-            })?;
+            .build_from_nfa(nfa)
+            .map_err(|e| bad(format!("{e}")))?;
         let mut cache = dfa.create_cache();
         let start = dfa
             .start_state(&mut cache, &start::Config::new().anchored(Anchored::Yes))

@@ -5,8 +5,9 @@
 //!   pre-order [`trie`] over them; built once per tokenizer and shared through `Arc`.
 //! - [`Grammar`] compiles a regex (JSON schemas are first translated to one by [`json`]) into
 //!   a *lazy* DFA over bytes (`regex_automata::hybrid`, `MatchKind::All`, anchored), so
-//!   compilation only builds the Thompson NFA: a bounded repetition like `"[^"]{0,200}"` costs
-//!   nothing until its states are visited. Acceptance is read from the EOI transition, so the
+//!   compilation only builds the Thompson NFA (`nfa.rs`: built back to front so that disjoint
+//!   alternatives share one state): a bounded repetition like `"[^"]{0,200}"` costs little
+//!   until its states are visited. Acceptance is read from the EOI transition, so the
 //!   DFA's one-byte match delay never rejects a complete output.
 //! - Masks are computed per DFA state on first visit, by walking the token trie through the
 //!   DFA (a dead transition prunes the whole subtree), and cached in the grammar; every later
@@ -21,6 +22,7 @@ pub mod error;
 pub mod grammar;
 pub mod json;
 pub mod matcher;
+mod nfa;
 pub mod trie;
 pub mod vocab;
 

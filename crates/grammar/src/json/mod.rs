@@ -17,7 +17,7 @@
 //! because a regex cannot count brackets.
 
 mod numbers;
-mod strings;
+pub(crate) mod strings;
 
 use crate::error::{GrammarError, Result};
 use serde_json::{Map, Value};
