@@ -36,6 +36,9 @@ def test_model_info(client):
         assert info["weight_version"] == "default"
         assert info["architectures"] == ["LlamaForCausalLM"]
         assert info["context_length"] == 256
+        # The frontend language renders roles from it without the tokenizer's files.
+        assert "<|im_start|>" in info["chat_template"]
+        assert info["eos_token"] == "<|endoftext|>"
 
 
 def test_server_info(client):

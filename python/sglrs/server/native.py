@@ -119,8 +119,22 @@ async def model_info(request: Request) -> Response:
             "context_length": info.get("context_length"),
             "vocab_size": info.get("vocab_size"),
             "served_model_name": ctx.served_model_name,
+            # The frontend language renders roles with it (clients need no tokenizer files).
+            **_chat_template_fields(ctx),
         }
     )
+
+
+def _chat_template_fields(ctx: ServerContext) -> dict[str, Any]:
+    tokenizer = ctx.tm.tokenizer if ctx.tm is not None else None
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str):
+        return {"chat_template": None}
+    return {
+        "chat_template": template,
+        "bos_token": getattr(tokenizer, "bos_token", None),
+        "eos_token": getattr(tokenizer, "eos_token", None),
+    }
 
 
 @guarded

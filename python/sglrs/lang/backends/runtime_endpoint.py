@@ -60,6 +60,10 @@ class RuntimeEndpoint(Backend):
                 yield check_output(chunk)
 
     def load_chat_template(self) -> ChatTemplate:
+        served = self.model_info.get("chat_template")
+        if isinstance(served, str):  # sglrs serve reports its template (and special tokens)
+            info = self.model_info
+            return ChatTemplate(served, info.get("bos_token"), info.get("eos_token"))
         path = self.model_info.get("tokenizer_path") or self.model_info.get("model_path")
         if not path or not os.path.exists(path):
             raise ChatTemplateError(
