@@ -169,3 +169,28 @@ def test_chunked_prefill_plans() -> None:
         s.check_integrity()
     assert extends == [[4], [4], [2]]
     assert samples == [[False], [False], [True]]
+
+
+def test_large_plan_arrays_stay_valid_while_held() -> None:
+    """Plans' large arrays reuse buffers that earlier plans' arrays gave back once freed: an
+    array still held must keep its contents while later steps run, and a freed one is reused
+    without leaking into live plans."""
+    s = Scheduler(capacity_tokens=40_000, context_length=4_200, max_prefill_tokens=40_000)
+    held = []
+    for rid in range(6):
+        s.add_request(rid, np.arange(4_000) + rid * 7 + 3, 2)
+        plan = s.schedule()
+        assert plan.kind == "prefill" and plan.num_tokens == 4_000
+        copies = {
+            k: getattr(plan, k).copy()
+            for k in ("input_ids", "positions", "out_cache_loc", "table_slots")
+        }
+        held.append((plan, copies))
+        s.update(np.full(plan.num_sampled, 5, dtype=np.int32))
+        if rid % 2:
+            held.pop(0)  # freed: its buffers go back for reuse
+        for p, c in held:
+            for k, v in c.items():
+                np.testing.assert_array_equal(getattr(p, k), v)
+    assert np.array_equal(held[-1][1]["input_ids"], np.arange(4_000) + 5 * 7 + 3)
+    s.check_integrity()

@@ -6,7 +6,11 @@
 //! must fit `u32` (token ids, slot ids); a negative or too large value is a
 //! `ValueError` naming the argument.
 
-use numpy::{PyArray1, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use std::mem::ManuallyDrop;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use numpy::ndarray::ArrayView1;
+use numpy::{Element, PyArray1, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyAnyMethods;
@@ -83,4 +87,124 @@ where
         }
     }
     Ok(())
+}
+
+/// Vectors at most this long are copied into a numpy-owned array: cheaper than handing the
+/// `Vec` over, which costs a second Python object (the owner of the Rust allocation).
+const COPY_OUT_MAX: usize = 2048;
+
+/// A numpy array with the contents of `v`: copied when short, else taking over its allocation.
+pub fn vec_to_numpy<T: Element>(py: Python<'_>, v: Vec<T>) -> Bound<'_, PyArray1<T>> {
+    if v.len() <= COPY_OUT_MAX {
+        PyArray1::from_slice(py, &v)
+    } else {
+        PyArray1::from_vec(py, v)
+    }
+}
+
+/// Like [`vec_to_numpy`] for a buffer the caller reuses: a short `v` is copied and kept (its
+/// allocation serves the next call), a long one is handed over and `v` left empty.
+pub fn take_to_numpy<'py, T: Element>(py: Python<'py>, v: &mut Vec<T>) -> Bound<'py, PyArray1<T>> {
+    if v.len() <= COPY_OUT_MAX {
+        PyArray1::from_slice(py, v)
+    } else {
+        PyArray1::from_vec(py, std::mem::take(v))
+    }
+}
+
+/// Large 32-bit buffers kept for reuse: a numpy array made by [`pooled_to_numpy`] gives its
+/// buffer back here when Python frees it, and the next call writes into it; scratch buffers
+/// (ids converted from Python) come from here too. Memory that was written before does not
+/// page-fault again (glibc maps blocks above 128 KiB fresh from the OS and trims its heap top:
+/// a fresh 512 KiB buffer costs ~128 faults, ~1 µs each), and nothing is allocated while the
+/// previous step's arrays are still alive.
+#[derive(Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<i32>>>,
+}
+
+impl BufferPool {
+    /// Buffers kept at most (a plan has four or five large arrays; two plans may be alive).
+    const KEEP: usize = 16;
+
+    /// An empty buffer: a recycled one (with its capacity) if any.
+    pub fn take(&self) -> Vec<i32> {
+        self.free
+            .lock()
+            .ok()
+            .and_then(|mut f| f.pop())
+            .unwrap_or_default()
+    }
+
+    /// An empty `u32` buffer (see [`BufferPool::take`]).
+    pub fn take_u32(&self) -> Vec<u32> {
+        cast_vec(self.take())
+    }
+
+    /// Keeps `v`'s allocation for a later [`BufferPool::take_u32`].
+    pub fn give_back_u32(&self, v: Vec<u32>) {
+        self.put(cast_vec(v));
+    }
+
+    fn put(&self, mut v: Vec<i32>) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < Self::KEEP {
+                v.clear();
+                free.push(v);
+            }
+        }
+    }
+}
+
+/// The process-wide pool: one engine per process in practice, and a new cache or scheduler then
+/// starts with warm buffers.
+pub static POOL: LazyLock<Arc<BufferPool>> = LazyLock::new(Arc::default);
+
+/// A `Vec<u32>` as a `Vec<i32>` or back, keeping the allocation.
+pub fn cast_vec<A: Reinterpret<B>, B>(v: Vec<A>) -> Vec<B> {
+    let mut v = ManuallyDrop::new(v);
+    // SAFETY: `A` and `B` have the same size and alignment and every bit pattern of one is a
+    // valid value of the other (the `Reinterpret` impls below), so the allocation's layout and
+    // contents are valid for `B`.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<B>(), v.len(), v.capacity()) }
+}
+
+/// Marks the pairs of 32-bit integer types [`cast_vec`] may convert between.
+pub trait Reinterpret<B> {}
+impl Reinterpret<u32> for i32 {}
+impl Reinterpret<i32> for u32 {}
+
+/// Owner of a pooled buffer while a numpy array views it; returns it to the pool when freed.
+#[pyclass(frozen, module = "sglrs._core", name = "_PooledBuffer")]
+struct PooledBuffer {
+    buf: Vec<i32>,
+    pool: Arc<BufferPool>,
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Like [`take_to_numpy`], with a long `v` handed to numpy through `pool` (see [`BufferPool`]).
+pub fn pooled_to_numpy<'py>(
+    py: Python<'py>,
+    v: &mut Vec<i32>,
+    pool: &Arc<BufferPool>,
+) -> PyResult<Bound<'py, PyArray1<i32>>> {
+    if v.len() <= COPY_OUT_MAX {
+        return Ok(PyArray1::from_slice(py, v));
+    }
+    let owner = Bound::new(
+        py,
+        PooledBuffer {
+            buf: std::mem::take(v),
+            pool: Arc::clone(pool),
+        },
+    )?;
+    let view = ArrayView1::from(owner.get().buf.as_slice());
+    // SAFETY: `owner` becomes the array's base object, so it outlives the array, and its
+    // buffer is never modified or reallocated while it lives (the pyclass is frozen).
+    Ok(unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) })
 }

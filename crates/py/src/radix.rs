@@ -16,7 +16,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict};
 use sglrs_radix::bits::{any_bit, runs, set_bits};
 use sglrs_radix::{NodeHandle, RadixError, RadixTree, SlotAllocator, SlotId};
 
-use crate::buffers;
+use crate::buffers::{self, POOL};
 
 /// Inputs longer than this are processed with the GIL released (shorter calls are cheaper
 /// without the release/reacquire round trip).
@@ -134,17 +134,18 @@ impl RadixCache {
         tokens: &Bound<'py, PyAny>,
     ) -> PyResult<(usize, Bound<'py, PyArray1<i32>>, RadixNode)> {
         let tokens = ids(tokens, "tokens")?;
-        let (n, slots, handle) = self.run(py, tokens.len() > HEAVY_TOKENS, |inner| {
-            // Sized for a full hit, so the walk never reallocates.
-            let mut slots = Vec::with_capacity(tokens.len());
-            let (n, h) = inner.tree.match_prefix(&tokens, &mut slots);
-            (n, slots, h)
+        let mut slots = POOL.take_u32();
+        // Sized for a full hit, so the walk never reallocates.
+        slots.reserve(tokens.len());
+        let (n, handle) = self.run(py, tokens.len() > HEAVY_TOKENS, |inner| {
+            inner.tree.match_prefix(&tokens, &mut slots)
         })?;
+        POOL.give_back_u32(tokens);
         let node = RadixNode {
             cache: self.id,
             handle,
         };
-        Ok((n, to_numpy(py, slots), node))
+        Ok((n, pooled_numpy(py, slots)?, node))
     }
 
     /// Caches `tokens` with their `slot_ids` (slots the caller allocated from this cache);
@@ -175,6 +176,8 @@ impl RadixCache {
             tree.insert_checked(&tokens, &slots, |_, new| adopt(alloc, in_tree, new, page))
                 .map(|(cached, _)| cached)
         })?;
+        POOL.give_back_u32(tokens);
+        POOL.give_back_u32(slots);
         result.map_err(|e| match e {
             InsertError::Radix(e) => value_error(e),
             InsertError::Slot(msg) => PyValueError::new_err(msg),
@@ -200,7 +203,7 @@ impl RadixCache {
     /// returned for information.
     fn evict<'py>(&self, py: Python<'py>, num_tokens: i64) -> PyResult<Bound<'py, PyArray1<i32>>> {
         let n = non_negative(num_tokens, "num_tokens")?;
-        let freed = self.run(py, true, |inner| {
+        let freed = self.run(py, n > HEAVY_TOKENS, |inner| {
             let mut freed = Vec::new();
             inner.tree.evict(n, &mut freed);
             inner.alloc.free(&freed).map(|()| {
@@ -486,34 +489,83 @@ fn non_negative(v: i64, what: &str) -> PyResult<usize> {
 /// `s` as `u32` ids, in one vectorized pass that also ORs all values together: a negative
 /// value or one >= 2^32 sets a high bit of the result.
 fn ids_from_i64(s: &[i64], what: &str) -> PyResult<Vec<u32>> {
-    let mut high = 0u64;
-    let out: Vec<u32> = s
-        .iter()
-        .map(|&x| {
-            high |= x as u64;
-            x as u32
-        })
-        .collect();
+    let mut out = POOL.take_u32();
+    out.reserve(s.len());
+    let high = narrow_i64(s, out.spare_capacity_mut());
+    // SAFETY: `narrow_i64` initialised all `s.len()` elements.
+    unsafe { out.set_len(s.len()) };
     if high >> 32 != 0 {
         return Err(out_of_range(s.iter().copied(), what));
     }
     Ok(out)
 }
 
+/// Writes `s[i] as u32` to `out[i]` (`out.len() >= s.len()`); returns the OR of all values.
+/// With AVX2 (checked at run time: the wheel targets baseline x86-64) the same loop runs
+/// twice as wide; a long query (a 32k-token document) is bound by this pass.
+fn narrow_i64(s: &[i64], out: &mut [std::mem::MaybeUninit<u32>]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { narrow_i64_avx2(s, out) };
+    }
+    narrow_i64_generic(s, out)
+}
+
+#[inline(always)]
+fn narrow_i64_generic(s: &[i64], out: &mut [std::mem::MaybeUninit<u32>]) -> u64 {
+    let mut high = 0u64;
+    for (o, &x) in out.iter_mut().zip(s) {
+        high |= x as u64;
+        o.write(x as u32);
+    }
+    high
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn narrow_i64_avx2(s: &[i64], out: &mut [std::mem::MaybeUninit<u32>]) -> u64 {
+    narrow_i64_generic(s, out)
+}
+
 /// `s` as `u32` ids; a negative value sets the sign bit of the OR of all values.
 fn ids_from_i32(s: &[i32], what: &str) -> PyResult<Vec<u32>> {
-    let mut all = 0i32;
-    let out: Vec<u32> = s
-        .iter()
-        .map(|&x| {
-            all |= x;
-            x as u32
-        })
-        .collect();
+    let mut out = POOL.take_u32();
+    out.reserve(s.len());
+    let all = copy_i32(s, out.spare_capacity_mut());
+    // SAFETY: `copy_i32` initialised all `s.len()` elements.
+    unsafe { out.set_len(s.len()) };
     if all < 0 {
         return Err(out_of_range(s.iter().map(|&x| i64::from(x)), what));
     }
     Ok(out)
+}
+
+/// Writes `s[i] as u32` to `out[i]` (`out.len() >= s.len()`); returns the OR of all values.
+/// AVX2 when the CPU has it, as in `narrow_i64`.
+fn copy_i32(s: &[i32], out: &mut [std::mem::MaybeUninit<u32>]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { copy_i32_avx2(s, out) };
+    }
+    copy_i32_generic(s, out)
+}
+
+#[inline(always)]
+fn copy_i32_generic(s: &[i32], out: &mut [std::mem::MaybeUninit<u32>]) -> i32 {
+    let mut all = 0i32;
+    for (o, &x) in out.iter_mut().zip(s) {
+        all |= x;
+        o.write(x as u32);
+    }
+    all
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn copy_i32_avx2(s: &[i32], out: &mut [std::mem::MaybeUninit<u32>]) -> i32 {
+    copy_i32_generic(s, out)
 }
 
 fn out_of_range(mut values: impl Iterator<Item = i64>, what: &str) -> PyErr {
@@ -539,7 +591,9 @@ fn ids(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
         }
     } else if let Ok(a) = obj.cast::<PyArray1<u32>>() {
         if let Ok(s) = unsafe { a.as_slice() } {
-            return Ok(s.to_vec());
+            let mut out = POOL.take_u32();
+            out.extend_from_slice(s);
+            return Ok(out);
         }
     }
     // One id per byte (numpy.asarray would make a bytes object one string scalar).
@@ -552,7 +606,19 @@ fn ids(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
     buffers::to_u32_vec(obj, what)
 }
 
+/// `slots` (a buffer from `POOL`) as numpy int32: copied when short (the buffer goes back to the
+/// pool), else viewed by numpy and recycled when Python frees the array.
+fn pooled_numpy(py: Python<'_>, slots: Vec<u32>) -> PyResult<Bound<'_, PyArray1<i32>>> {
+    // Slots are < capacity <= 2^31: the same values as int32.
+    let mut slots: Vec<i32> = buffers::cast_vec(slots);
+    let array = buffers::pooled_to_numpy(py, &mut slots, &POOL)?;
+    if slots.capacity() > 0 {
+        POOL.give_back_u32(buffers::cast_vec(slots));
+    }
+    Ok(array)
+}
+
 fn to_numpy(py: Python<'_>, slots: Vec<u32>) -> Bound<'_, PyArray1<i32>> {
-    // Slots are < capacity <= 2^31.
-    PyArray1::from_vec(py, slots.into_iter().map(|s| s as i32).collect())
+    // Slots are < capacity <= 2^31; the map is done in place (same size and alignment).
+    buffers::vec_to_numpy(py, slots.into_iter().map(|s| s as i32).collect())
 }

@@ -5,6 +5,8 @@
 //! of sampled tokens and returns the finished requests as three numpy arrays. The Rust work
 //! runs with the GIL released.
 
+use std::sync::Arc;
+
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArray};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -14,7 +16,7 @@ use sglrs_sched::{
     SchedulerConfig, StepPlan,
 };
 
-use crate::buffers;
+use crate::buffers::{self, BufferPool, POOL};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyScheduler>()?;
@@ -239,13 +241,22 @@ pub struct PyStepPlan {
 }
 
 impl PyStepPlan {
-    fn from_plan(py: Python<'_>, mut p: StepPlan, emit_kv: bool) -> Self {
+    /// The plan's arrays as numpy arrays: short ones copied (`p` keeps their buffers for the
+    /// next step), long ones handed over without a copy.
+    fn from_plan(
+        py: Python<'_>,
+        p: &mut StepPlan,
+        emit_kv: bool,
+        pool: &Arc<BufferPool>,
+    ) -> PyResult<Self> {
         fn arr<T: numpy::Element>(py: Python<'_>, v: &mut Vec<T>) -> Py<PyArray1<T>> {
-            PyArray1::from_vec(py, std::mem::take(v)).unbind()
+            buffers::take_to_numpy(py, v).unbind()
         }
+        // The per-token arrays: large in a prefill step, so their buffers are recycled.
+        let big = |v: &mut Vec<i32>| buffers::pooled_to_numpy(py, v, pool).map(Bound::unbind);
         let (batch_size, num_tokens, num_sampled) =
             (p.batch_size(), p.num_tokens(), p.num_sampled());
-        PyStepPlan {
+        Ok(PyStepPlan {
             kind: PyString::intern(py, p.kind.as_str()).unbind(),
             req_ids: arr(py, &mut p.req_ids),
             req_pool_indices: arr(py, &mut p.req_pool_indices),
@@ -253,23 +264,23 @@ impl PyStepPlan {
             extend_lens: arr(py, &mut p.extend_lens),
             seq_lens: arr(py, &mut p.seq_lens),
             qo_indptr: arr(py, &mut p.qo_indptr),
-            input_ids: arr(py, &mut p.input_ids),
-            positions: arr(py, &mut p.positions),
-            out_cache_loc: arr(py, &mut p.out_cache_loc),
+            input_ids: big(&mut p.input_ids)?,
+            positions: big(&mut p.positions)?,
+            out_cache_loc: big(&mut p.out_cache_loc)?,
             table_rows: arr(py, &mut p.table_rows),
             table_starts: arr(py, &mut p.table_starts),
             table_indptr: arr(py, &mut p.table_indptr),
-            table_slots: arr(py, &mut p.table_slots),
+            table_slots: big(&mut p.table_slots)?,
             sample_mask: arr(py, &mut p.sample_mask),
             finished_ids: arr(py, &mut p.finished_ids),
             aborted_ids: arr(py, &mut p.aborted_ids),
             retracted_ids: arr(py, &mut p.retracted_ids),
             kv_indptr: emit_kv.then(|| arr(py, &mut p.kv_indptr)),
-            kv_indices: emit_kv.then(|| arr(py, &mut p.kv_indices)),
+            kv_indices: emit_kv.then(|| big(&mut p.kv_indices)).transpose()?,
             batch_size,
             num_tokens,
             num_sampled,
-        }
+        })
     }
 }
 
@@ -297,6 +308,9 @@ impl PyStepPlan {
 #[pyclass(module = "sglrs._core", name = "Scheduler")]
 pub struct PyScheduler {
     inner: Scheduler,
+    /// Reused across steps (see `PyStepPlan::from_plan`).
+    plan: StepPlan,
+    done: FinishedBatch,
     tokens: Vec<u32>,
     finished: Vec<bool>,
 }
@@ -343,6 +357,8 @@ impl PyScheduler {
         let inner = Scheduler::new(cfg).map_err(to_py_err)?;
         Ok(PyScheduler {
             inner,
+            plan: StepPlan::default(),
+            done: FinishedBatch::default(),
             tokens: Vec::new(),
             finished: Vec::new(),
         })
@@ -407,12 +423,22 @@ impl PyScheduler {
 
     /// Plans the next step. Every plan (idle ones too) must be answered by `update`.
     fn schedule(&mut self, py: Python<'_>) -> PyResult<PyStepPlan> {
-        let mut plan = StepPlan::default();
-        let inner = &mut self.inner;
-        py.detach(|| inner.schedule_into(&mut plan))
-            .map_err(to_py_err)?;
+        let p = &mut self.plan;
+        for v in [
+            &mut p.input_ids,
+            &mut p.positions,
+            &mut p.out_cache_loc,
+            &mut p.table_slots,
+            &mut p.kv_indices,
+        ] {
+            if v.capacity() == 0 {
+                *v = POOL.take();
+            }
+        }
+        let (inner, plan) = (&mut self.inner, &mut self.plan);
+        py.detach(|| inner.schedule_into(plan)).map_err(to_py_err)?;
         let emit_kv = self.inner.config().emit_kv_indices;
-        Ok(PyStepPlan::from_plan(py, plan, emit_kv))
+        PyStepPlan::from_plan(py, &mut self.plan, emit_kv, &POOL)
     }
 
     /// Commits the plan in flight: one sampled token per request whose `sample_mask` was set
@@ -432,13 +458,13 @@ impl PyScheduler {
         if let Some(m) = finished_mask.filter(|m| !m.is_none()) {
             extend_bool(m, "finished_mask", &mut self.finished)?;
         }
-        let mut done = FinishedBatch::default();
         let (inner, tokens, finished) = (&mut self.inner, &self.tokens, &self.finished);
-        py.detach(|| inner.update_into(tokens, finished, &mut done))
+        let done = &mut self.done;
+        py.detach(|| inner.update_into(tokens, finished, done))
             .map_err(to_py_err)?;
-        let ids = PyArray1::from_vec(py, done.ids);
-        let reasons = PyArray1::from_vec(py, done.reasons);
-        let matched = PyArray1::from_vec(py, done.matched_tokens);
+        let ids = buffers::take_to_numpy(py, &mut self.done.ids);
+        let reasons = buffers::take_to_numpy(py, &mut self.done.reasons);
+        let matched = buffers::take_to_numpy(py, &mut self.done.matched_tokens);
         PyTuple::new(py, [ids.into_any(), reasons.into_any(), matched.into_any()])
     }
 

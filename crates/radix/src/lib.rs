@@ -5,7 +5,8 @@
 //!   a stale [`NodeHandle`] is an error, never UB); each node stores its edge's tokens and slots
 //!   in one boxed `[u32]`; children are a sorted `Vec` keyed by their first token; the unlocked
 //!   leaves sit in an ordered set by a logical clock, so eviction never rescans the tree.
-//! - [`SlotAllocator`]: a free list over `0..capacity`, in whole pages when `page_size > 1`.
+//! - [`SlotAllocator`]: a bitmap of free slots over `0..capacity` handing out the lowest free
+//!   ones first (so slots come in long runs), in whole pages when `page_size > 1`.
 //!
 //! No operation recurses on tree depth or prompt length.
 

@@ -10,7 +10,7 @@
 use crate::config::SchedulePolicy;
 use crate::error::SchedError;
 use crate::policy::{cache_key, count_overtakes, effective_policy, order_waiting};
-use crate::request::{FinishReason, ReqState, Request};
+use crate::request::{FinishReason, ReqState, Request, OUTPUT_RESERVE};
 use crate::scheduler::Scheduler;
 
 impl Scheduler {
@@ -41,17 +41,15 @@ impl Scheduler {
                     return Ok(());
                 }
             }
-            self.pages.clear();
-            let need = self.kv.new_page_tokens(len, extend);
-            if !self.kv.alloc(need, &mut self.pages)? {
+            let r = self.slab.get_mut(ci);
+            if !self
+                .kv
+                .extend_slots(&mut r.slots, extend, &mut self.pages)?
+            {
                 return Err(SchedError::Integrity(
                     "freed slots for a chunk but could not allocate them".into(),
                 ));
             }
-            let r = self.slab.get_mut(ci);
-            let mut cursor = 0;
-            self.kv
-                .assign(&mut r.slots, extend, &self.pages, &mut cursor);
             self.batch.push((ci, extend));
             rem_input -= extend as i64;
             rem_chunk -= extend as i64;
@@ -103,6 +101,7 @@ impl Scheduler {
             let nothing_else =
                 self.batch.is_empty() && self.running.is_empty() && self.chunked.is_none();
             let r = self.slab.get_mut(idx);
+            let room = fill + r.remaining_new().min(OUTPUT_RESERVE);
             let Request {
                 tokens,
                 slots,
@@ -110,6 +109,8 @@ impl Scheduler {
                 ..
             } = &mut *r;
             debug_assert!(slots.is_empty());
+            // Sized once for the prompt and the first outputs: decode steps then append in place.
+            slots.reserve_exact(room);
             let key = cache_key(tokens);
             let key = &key[..key.len().min(*max_cached_prefix)];
             let (matched, node) = self.kv.match_prefix(key, slots);
@@ -136,17 +137,16 @@ impl Scheduler {
                 break;
             }
             let lock = self.kv.lock(node)?;
-            let need = self.kv.new_page_tokens(matched, extend);
-            self.pages.clear();
-            if !self.kv.alloc(need, &mut self.pages)? {
+            debug_assert_eq!(r.slots.len(), matched);
+            if !self
+                .kv
+                .extend_slots(&mut r.slots, extend, &mut self.pages)?
+            {
                 let mut lock = lock;
                 self.kv.unlock(&mut lock)?;
                 r.slots.clear();
                 break;
             }
-            let mut cursor = 0;
-            self.kv
-                .assign(&mut r.slots, extend, &self.pages, &mut cursor);
             r.kv_len = matched;
             r.cached_len = matched;
             r.lock = lock;

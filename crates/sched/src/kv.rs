@@ -113,6 +113,28 @@ impl KvPool {
         Ok(self.make_free(n)? && self.alloc.alloc_into(n, out))
     }
 
+    /// Gives positions `slots.len() .. + extend` new slots, evicting if needed; false (and
+    /// `slots` untouched) if the pool cannot supply them. Without pages the allocator writes
+    /// straight into `slots`; with pages it goes through `pages` (scratch) and `assign`.
+    pub fn extend_slots(
+        &mut self,
+        slots: &mut Vec<u32>,
+        extend: usize,
+        pages: &mut Vec<u32>,
+    ) -> Result<bool, SchedError> {
+        let need = self.new_page_tokens(slots.len(), extend);
+        if self.page == 1 {
+            return self.alloc(need, slots);
+        }
+        pages.clear();
+        if !self.alloc(need, pages)? {
+            return Ok(false);
+        }
+        let mut cursor = 0;
+        self.assign(slots, extend, pages, &mut cursor);
+        Ok(true)
+    }
+
     /// Gives positions `slots.len() .. + extend` their slots: a position starting a page takes
     /// the next page of `pages` (from `*cursor`), the others continue the current page.
     pub fn assign(&self, slots: &mut Vec<u32>, extend: usize, pages: &[u32], cursor: &mut usize) {

@@ -67,6 +67,9 @@ pub struct RequestOptions {
     pub max_cached_prefix: Option<usize>,
 }
 
+/// Output tokens (and their slots) a request's vectors have room for before they regrow.
+pub(crate) const OUTPUT_RESERVE: usize = 1024;
+
 #[derive(Debug)]
 pub(crate) struct Request {
     pub id: u64,
@@ -111,6 +114,10 @@ impl Request {
         arrival: u64,
         round: u64,
     ) -> Self {
+        let mut prompt = prompt;
+        // Room for the first outputs, so appending the first sampled token (in the prefill
+        // step) does not copy the whole prompt to a new allocation.
+        prompt.reserve_exact(max_new_tokens.min(OUTPUT_RESERVE));
         let mut stop_ids = opts.stop_token_ids;
         stop_ids.extend_from_slice(&opts.eos_token_ids);
         stop_ids.sort_unstable();

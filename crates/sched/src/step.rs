@@ -89,19 +89,18 @@ impl Scheduler {
             plan.qo_indptr
                 .push(plan.input_ids.len() as i32 + extend as i32);
             plan.input_ids
-                .extend(r.tokens[prefix..seq].iter().map(|&t| t as i32));
+                .extend_from_slice(as_i32(&r.tokens[prefix..seq]));
             plan.positions.extend(prefix as i32..seq as i32);
             plan.out_cache_loc
-                .extend(r.slots[prefix..seq].iter().map(|&s| s as i32));
+                .extend_from_slice(as_i32(&r.slots[prefix..seq]));
             plan.table_rows.push(row);
             plan.table_starts.push(r.table_dirty_from as i32);
             plan.table_slots
-                .extend(r.slots[r.table_dirty_from..seq].iter().map(|&s| s as i32));
+                .extend_from_slice(as_i32(&r.slots[r.table_dirty_from..seq]));
             plan.table_indptr.push(plan.table_slots.len() as i32);
             r.table_dirty_from = seq;
             if emit_kv {
-                plan.kv_indices
-                    .extend(r.slots[..seq].iter().map(|&s| s as i32));
+                plan.kv_indices.extend_from_slice(as_i32(&r.slots[..seq]));
                 plan.kv_indptr.push(plan.kv_indices.len() as i32);
             }
             let sample = seq == r.tokens.len();
@@ -115,6 +114,16 @@ impl Scheduler {
         }
         self.inflight_active = true;
     }
+}
+
+/// Token and slot ids as the plan's int32: every id is below 2^31 (tokens are checked at
+/// `add_request`, slots are below the capacity, itself at most `i32::MAX`), where the two
+/// types have the same values; a plain copy (memcpy) instead of a per-element conversion.
+#[inline]
+fn as_i32(ids: &[u32]) -> &[i32] {
+    debug_assert!(ids.iter().all(|&x| x <= i32::MAX as u32));
+    // SAFETY: u32 and i32 have the same size and alignment and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(ids.as_ptr().cast::<i32>(), ids.len()) }
 }
 
 #[cfg(test)]
