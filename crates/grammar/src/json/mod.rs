@@ -18,6 +18,8 @@
 
 mod numbers;
 pub(crate) mod strings;
+#[cfg(test)]
+pub(crate) mod test_regex;
 
 use crate::error::{GrammarError, Result};
 use serde_json::{Map, Value};
@@ -624,19 +626,8 @@ fn at(path: &str, e: GrammarError) -> GrammarError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::test_regex::{full, Full};
     use serde_json::json;
-
-    struct Full(regex::bytes::Regex);
-
-    impl Full {
-        fn is_match(&self, s: impl AsRef<[u8]>) -> bool {
-            self.0.is_match(s.as_ref())
-        }
-    }
-
-    fn full(re: &str) -> Full {
-        Full(regex::bytes::Regex::new(&format!("^(?:{re})$")).unwrap())
-    }
 
     fn compile(schema: Value) -> Full {
         full(&schema_to_regex(&schema, &JsonOptions::default()).unwrap())

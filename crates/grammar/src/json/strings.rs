@@ -238,17 +238,7 @@ pub fn pattern_string(pattern: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    struct Full(regex::bytes::Regex);
-
-    impl Full {
-        fn is_match(&self, s: impl AsRef<[u8]>) -> bool {
-            self.0.is_match(s.as_ref())
-        }
-    }
-
-    fn full(re: &str) -> Full {
-        Full(regex::bytes::Regex::new(&format!("^(?:{re})$")).unwrap())
-    }
+    use crate::json::test_regex::full;
 
     #[test]
     fn json_char_is_one_unescaped_code_point_or_escape() {
