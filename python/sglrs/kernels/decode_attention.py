@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.attention_tile import online_softmax_step, paged_scores
+
 
 @triton.jit
 def _decode_stage1(
@@ -67,28 +69,15 @@ def _decode_stage1(
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < end
-        slots = tl.load(req_to_token_ptr + row * table_stride + offs_n, mask=mask_n, other=0)
-        slots = slots.to(tl.int64)
-        k = tl.load(
-            k_ptr + slots[None, :] * k_stride_s + kv_head * k_stride_h + offs_d[:, None],
-            mask=mask_n[None, :] & mask_d[:, None],
-            other=0.0,
-        )
-        qk = tl.dot(q, k.to(q.dtype), input_precision=DOT_PRECISION) * sm_scale
+        qk, slots = paged_scores(
+            q, k_ptr, req_to_token_ptr, row, table_stride, offs_n, mask_n, kv_head, k_stride_s,
+            k_stride_h, offs_d, mask_d, sm_scale, DOT_PRECISION,
+        )  # fmt: skip
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m, tl.max(qk, 1))
-        p = tl.exp(qk - m_new[:, None])
-        alpha = tl.exp(m - m_new)
-        l_sum = l_sum * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_ptr + slots[:, None] * v_stride_s + kv_head * v_stride_h + offs_d[None, :],
-            mask=mask_n[:, None] & mask_d[None, :],
-            other=0.0,
-        )
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION).to(
-            tl.float32
-        )
-        m = m_new
+        m, l_sum, acc = online_softmax_step(
+            qk, m, l_sum, acc, v_ptr, slots, mask_n, kv_head, v_stride_s, v_stride_h, offs_d,
+            mask_d, DOT_PRECISION,
+        )  # fmt: skip
 
     nonempty = l_sum > 0
     o = acc / tl.where(nonempty, l_sum, 1.0)[:, None]

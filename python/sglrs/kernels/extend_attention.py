@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.attention_tile import online_softmax_step, paged_scores
+
 
 @triton.jit
 def _extend_kernel(
@@ -74,32 +76,18 @@ def _extend_kernel(
     for n0 in range(kv_start, kv_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < kv_end
-        slots = tl.load(req_to_token_ptr + row * table_stride + offs_n, mask=mask_n, other=0)
-        slots = slots.to(tl.int64)
-        k = tl.load(
-            k_ptr + slots[None, :] * k_stride_s + kv_head * k_stride_h + offs_d[:, None],
-            mask=mask_n[None, :] & mask_d[:, None],
-            other=0.0,
-        )
-        qk = tl.dot(q, k.to(q.dtype), input_precision=DOT_PRECISION) * sm_scale
+        qk, slots = paged_scores(
+            q, k_ptr, req_to_token_ptr, row, table_stride, offs_n, mask_n, kv_head, k_stride_s,
+            k_stride_h, offs_d, mask_d, sm_scale, DOT_PRECISION,
+        )  # fmt: skip
         valid = mask_n[None, :] & (offs_n[None, :] <= q_pos[:, None])
         if window > 0:
             valid &= q_pos[:, None] - offs_n[None, :] < window
         qk = tl.where(valid, qk, float("-inf"))
-        m_new = tl.maximum(m, tl.max(qk, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing seen yet
-        p = tl.exp(qk - m_safe[:, None])
-        alpha = tl.exp(m - m_safe)
-        l_sum = l_sum * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_ptr + slots[:, None] * v_stride_s + kv_head * v_stride_h + offs_d[None, :],
-            mask=mask_n[:, None] & mask_d[None, :],
-            other=0.0,
-        )
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION).to(
-            tl.float32
-        )
-        m = m_new
+        m, l_sum, acc = online_softmax_step(
+            qk, m, l_sum, acc, v_ptr, slots, mask_n, kv_head, v_stride_s, v_stride_h, offs_d,
+            mask_d, DOT_PRECISION,
+        )  # fmt: skip
 
     o = acc / tl.where(l_sum > 0, l_sum, 1.0)[:, None]
     tl.store(
