@@ -32,7 +32,7 @@ import matplotlib
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llama8b import DECODE_WEIGHT_BYTES, LLAMA_8B, write_model_dir  # noqa: E402
+from llama8b import DECODE_WEIGHT_BYTES, DUMMY_ENGINE_ARGS, LLAMA_8B, write_model_dir  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -162,14 +162,11 @@ def hf_decode_ms(model_dir: Path, steps: int = 64) -> float:
 
 def engine_args(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     kw = dict(
-        load_format="dummy",
-        dtype="bfloat16",
+        DUMMY_ENGINE_ARGS,
         tokenizer_path=args.tokenizer_path,
         attention_backend=args.attention_backend,
         disable_cuda_graph=args.disable_cuda_graph,
         disable_overlap_schedule=args.disable_overlap_schedule,
-        context_length=4096,
-        log_level="warning",
     )
     if args.cuda_graph_max_bs:
         kw["cuda_graph_max_bs"] = args.cuda_graph_max_bs

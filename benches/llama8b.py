@@ -28,6 +28,13 @@ LLAMA_8B = {
     "eos_token_id": 128001,
     "torch_dtype": "bfloat16",
 }
+# Engine settings every GPU benchmark of this model shares (random bf16 weights).
+DUMMY_ENGINE_ARGS = {
+    "load_format": "dummy",
+    "dtype": "bfloat16",
+    "context_length": 4096,
+    "log_level": "warning",
+}
 # Bytes one decode step must read: every weight but the embedding table (one row of it).
 DECODE_WEIGHT_BYTES = 2 * (8_030_261_248 - 128256 * 4096)
 

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_targets import bench_decode, bench_offline  # noqa: E402
-from llama8b import LLAMA_8B, write_model_dir  # noqa: E402
+from llama8b import DUMMY_ENGINE_ARGS, LLAMA_8B, write_model_dir  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -40,13 +40,10 @@ TARGETS = {"decode_speedup": {2: 1.6, 4: 2.4}, "offline_per_gpu": {2: 0.8}}
 
 def engine_args(args: argparse.Namespace, tp: int) -> dict[str, Any]:
     kw: dict[str, Any] = dict(
+        DUMMY_ENGINE_ARGS,
         tp_size=tp,
-        load_format="dummy",
-        dtype="bfloat16",
         attention_backend=args.attention_backend,
         disable_cuda_graph=args.disable_cuda_graph,
-        context_length=4096,
-        log_level="warning",
     )
     if args.tokenizer_path:
         kw["tokenizer_path"] = args.tokenizer_path
