@@ -119,12 +119,9 @@ class CudaGraphRunner:
         """Final hidden states `[fb.batch_size, hidden]` of a decode batch."""
         b = fb.batch_size
         bs = self.batch_sizes[bisect.bisect_left(self.batch_sizes, b)]
-        block = fb.decode_block
-        if block is None:
-            block = torch.stack(
-                [fb.input_ids, fb.positions, fb.out_cache_loc, fb.req_pool_indices, fb.seq_lens]
-            )
-        self.inputs[:, :b].copy_(block)
+        if fb.decode_block is None:  # ForwardBatch.from_plan sets it for every decode step
+            raise ValueError("a decode ForwardBatch without its decode_block")
+        self.inputs[:, :b].copy_(fb.decode_block)
         if bs > b:  # earlier, larger batches left their rows there
             self.inputs[:, b:bs].copy_(self.pad[:, b:bs])
         seq_cpu = np.ones(bs, dtype=np.int64)
