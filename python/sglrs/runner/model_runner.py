@@ -72,7 +72,7 @@ class ModelRunner:
                 f"the model's weights do not fit in GPU memory ({e}); use a smaller --dtype, "
                 "a smaller model, or more GPUs (--tp-size)"
             ) from None
-        prepack_model(self.model)  # CPU float32: weights in oneDNN's layout, before KV sizing
+        prepack_model(self.model)  # CPU float32/bf16: oneDNN-layout weights, before KV sizing
         # Under tensor parallelism attention and the KV pool see this rank's heads only.
         rank_config = rank_attention_config(model_config, get_tp_size())
         # Sized after the weights so a GPU memory fraction sees what they left free; every rank
