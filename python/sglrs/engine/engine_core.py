@@ -232,6 +232,7 @@ class EngineCore:
                 logprob_start_len=req.logprob_start_len,
                 top_logprobs_num=req.top_logprobs_num,
                 has_stop_strings=bool(params.stop),
+                stream=req.stream,
             )
             state.prompt_logprobs_pending = state.wants_prompt_logprobs
             if self.grammar is not None and params.has_grammar:
@@ -428,14 +429,20 @@ class EngineCore:
         for rid_int, (token, lp) in new_tokens.items():
             state = self.requests[rid_int]
             reason = self._reason(state, *finish.pop(rid_int)) if rid_int in finish else None
-            emitted = [] if state.params.max_new_tokens == 0 else [token]
-            outs.append(self._token_out(state, emitted, lp, reason))
+            if state.params.max_new_tokens != 0:
+                state.held_ids.append(token)
+                state.held_logprobs.append(lp)
+            # A non-streamed request sends its first token (time to first token) and then
+            # everything at its finish: no per-token message through the detokenizer.
+            if reason is None and not state.stream and state.sent_first_token:
+                continue
+            outs.append(self._token_out(state, reason))
             if reason is not None:
                 self._release(rid_int)
         for rid_int, (code, m) in finish.items():  # finished without a token (aborts)
             state = self.requests.get(rid_int)
             if state is not None:
-                outs.append(self._token_out(state, [], None, self._reason(state, code, m)))
+                outs.append(self._token_out(state, self._reason(state, code, m)))
                 self._release(rid_int)
         return outs
 
@@ -453,9 +460,11 @@ class EngineCore:
             return _abort_reason("the request does not fit the KV cache", 400)
         return _abort_reason(self._abort_messages.pop(state.id, "aborted"), None)
 
-    def _token_out(
-        self, state: RequestState, tokens: list[int], lp: Any, reason: dict[str, Any] | None
-    ) -> msg.TokenOut:
+    def _token_out(self, state: RequestState, reason: dict[str, Any] | None) -> msg.TokenOut:
+        """The request's tokens held since its last TokenOut (and their logprobs), sent now."""
+        tokens, lps = state.held_ids, state.held_logprobs
+        state.held_ids, state.held_logprobs = [], []
+        state.sent_first_token = state.sent_first_token or bool(tokens)
         out = msg.TokenOut(
             rid=state.rid,
             new_token_ids=tokens,
@@ -465,10 +474,10 @@ class EngineCore:
             cached_tokens=max(state.cached_tokens, 0),
             num_retractions=state.num_retractions,
         )
-        if state.return_logprob and lp is not None and tokens:
-            out.output_logprobs = [[lp.logprob, lp.token_id]]
+        if state.return_logprob and tokens and all(lp is not None for lp in lps):
+            out.output_logprobs = [[lp.logprob, lp.token_id] for lp in lps]
             if state.top_logprobs_num > 0:
-                out.output_top_logprobs = [[[v, t] for v, t in lp.top]]
+                out.output_top_logprobs = [[[v, t] for v, t in lp.top] for lp in lps]
         if state.return_logprob and not state.prompt_logprobs_pending and state.input_logprobs:
             out.input_logprobs, state.input_logprobs = state.input_logprobs, []
             if state.top_logprobs_num > 0:

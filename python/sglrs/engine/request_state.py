@@ -28,6 +28,11 @@ class RequestState:
     matcher: Any = None  # sglrs.grammar Matcher when the request is constrained
     has_stop_strings: bool = False
     sent_decode_options: bool = False
+    stream: bool = False
+    # Sampled tokens (and their logprobs, None where not asked) not yet sent in a TokenOut.
+    held_ids: list[int] = field(default_factory=list)
+    held_logprobs: list[Any] = field(default_factory=list)
+    sent_first_token: bool = False
     cached_tokens: int = -1  # set from the first plan's prefix_len (-1: not scheduled yet)
     num_retractions: int = 0
     # Prompt logprobs gathered chunk by chunk, sent with the first output token.
