@@ -4,16 +4,19 @@ Two workloads, both greedy with exactly the asked number of new tokens:
 - batch: 32 concurrent requests with ~100-token prompts, 64 new tokens each; output tokens/s.
   HF runs the 32 prompts as one left-padded batch.
 - batch 1: a 32-token prompt, 128 new tokens; tokens/s end to end.
-Both run in this process one after the other on the same weights (the GGUF, dequantized); the
-ratio sglrs / HF is printed and written to benches/results/cpu_engine.{json,png}.
+Both run in this process one after the other on the same weights (the GGUF, dequantized) in
+the same dtype, for each of `--dtypes` (float32: the exact-match reference dtype; bfloat16:
+what a CPU with AMX / AVX512-BF16 serves in); the ratio sglrs / HF is printed and written to
+benches/results/cpu_engine.{json,png}.
 
-    python benches/cpu_engine.py [--runs 3]
+    python benches/cpu_engine.py [--runs 3] [--dtypes float32 bfloat16]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -81,6 +84,7 @@ def time_sglrs(engine: Engine, batch: list[list[int]], new_tokens: int) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     args = parser.parse_args()
     gguf = str(default_model_path())
     tokenizer = load_tokenizer(gguf)
@@ -89,32 +93,49 @@ def main() -> None:
         "batch1_in32_out128": (prompts(tokenizer, 1, 32, 1), 128),
     }
     results: dict[str, dict[str, float]] = {}
-    with Engine(model_path=gguf, dtype="float32", log_level="warning") as engine:
-        time_sglrs(engine, workloads["batch1_in32_out128"][0], 8)  # warm-up
-        for name, (batch, new) in workloads.items():
-            t = statistics.median(time_sglrs(engine, batch, new) for _ in range(args.runs))
-            results[name] = {"sglrs_tok_s": len(batch) * new / t}
-    hf = hf_llama(gguf, load_model_config(gguf))
-    pad = tokenizer.pad_token_id or 0
-    time_hf(hf, workloads["batch1_in32_out128"][0], 8, pad)  # warm-up
-    for name, (batch, new) in workloads.items():
-        t = statistics.median(time_hf(hf, batch, new, pad) for _ in range(args.runs))
-        results[name]["hf_tok_s"] = len(batch) * new / t
-        results[name]["ratio"] = results[name]["sglrs_tok_s"] / results[name]["hf_tok_s"]
-    print(f"{'workload':<22} {'sglrs tok/s':>12} {'HF tok/s':>10} {'sglrs/HF':>9}")
+    for dtype in args.dtypes:
+        results.update(run_dtype(gguf, tokenizer, workloads, dtype, args.runs))
+    print(f"{'dtype/workload':<32} {'sglrs tok/s':>12} {'HF tok/s':>10} {'sglrs/HF':>9}")
     for name, r in results.items():
-        print(f"{name:<22} {r['sglrs_tok_s']:>12.1f} {r['hf_tok_s']:>10.1f} {r['ratio']:>8.2f}x")
+        print(f"{name:<32} {r['sglrs_tok_s']:>12.1f} {r['hf_tok_s']:>10.1f} {r['ratio']:>8.2f}x")
     record = {
         "benchmark": "cpu_engine",
-        "model": "SmolLM2-135M-Instruct Q4_1 GGUF, dequantized to float32",
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "model": "SmolLM2-135M-Instruct Q4_1 GGUF, dequantized; both sides in the row's dtype",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{torch.get_num_threads()} torch threads, {torch.backends.cpu.get_cpu_capability()}",
         "torch": torch.__version__,
-        "command": "python benches/cpu_engine.py --runs " + str(args.runs),
+        "load_average_at_end": list(os.getloadavg()),
+        "command": "python benches/cpu_engine.py --runs "
+        + str(args.runs)
+        + " --dtypes "
+        + " ".join(args.dtypes),
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cpu_engine.json").write_text(json.dumps(record, indent=2) + "\n")
     plot(results, RESULTS / "cpu_engine.png")
+
+
+def run_dtype(
+    gguf: str, tokenizer, workloads: dict, dtype: str, runs: int
+) -> dict[str, dict[str, float]]:
+    """sglrs then HF on every workload, both in `dtype`; keys are "<dtype>/<workload>"."""
+    results: dict[str, dict[str, float]] = {}
+    with Engine(model_path=gguf, dtype=dtype, log_level="warning") as engine:
+        time_sglrs(engine, workloads["batch1_in32_out128"][0], 8)  # warm-up
+        for name, (batch, new) in workloads.items():
+            t = statistics.median(time_sglrs(engine, batch, new) for _ in range(runs))
+            results[f"{dtype}/{name}"] = {"sglrs_tok_s": len(batch) * new / t}
+    hf = hf_llama(gguf, load_model_config(gguf)).to(getattr(torch, dtype))
+    pad = tokenizer.pad_token_id or 0
+    time_hf(hf, workloads["batch1_in32_out128"][0], 8, pad)  # warm-up
+    for name, (batch, new) in workloads.items():
+        r = results[f"{dtype}/{name}"]
+        t = statistics.median(time_hf(hf, batch, new, pad) for _ in range(runs))
+        r["hf_tok_s"] = len(batch) * new / t
+        r["ratio"] = r["sglrs_tok_s"] / r["hf_tok_s"]
+    del hf
+    return results
 
 
 def plot(results: dict[str, dict[str, float]], path: Path) -> None:
@@ -125,12 +146,15 @@ def plot(results: dict[str, dict[str, float]], path: Path) -> None:
 
     names = list(results)
     x = range(len(names))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar([i - 0.2 for i in x], [results[n]["sglrs_tok_s"] for n in names], 0.4, label="sglrs")
     ax.bar([i + 0.2 for i in x], [results[n]["hf_tok_s"] for n in names], 0.4, label="HF")
-    ax.set_xticks(list(x), names)
+    ax.set_xticks(list(x), [n.replace("/", "\n") for n in names], fontsize=8)
+    for i, n in enumerate(names):
+        top = max(results[n]["sglrs_tok_s"], results[n]["hf_tok_s"])
+        ax.text(i, top, f"{results[n]['ratio']:.2f}x", ha="center", va="bottom")
     ax.set_ylabel("output tokens/s")
-    ax.set_title("CPU, SmolLM2-135M float32")
+    ax.set_title("CPU (2 cores), SmolLM2-135M: sglrs vs HF generate, same dtype")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -34,11 +34,6 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> t
     raise ValueError(f"unsupported rope scaling {scaling.rope_type!r}")
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class RotaryEmbedding(nn.Module):
     """Applies rope to q/k `[T, heads, head_dim]` from a float32 cos/sin table by position."""
 
@@ -52,6 +47,10 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)
         self.register_buffer("cos_cache", emb.cos(), persistent=False)
         self.register_buffer("sin_cache", emb.sin(), persistent=False)
+        # sin with the first half negated: rotate_half(x) * sin == halves_swapped(x) * this.
+        half = head_dim // 2
+        signed = torch.cat((-emb[:, :half].sin(), emb[:, half:].sin()), dim=-1)
+        self.register_buffer("signed_sin_cache", signed, persistent=False)
         # The (positions, dtype) of the last lookup and its cos/sin: every layer of a step
         # passes the same positions tensor, so the table gather runs once per step.
         self._last: tuple[torch.Tensor, torch.dtype, torch.Tensor, torch.Tensor] | None = None
@@ -59,12 +58,13 @@ class RotaryEmbedding(nn.Module):
     def cos_sin(
         self, positions: torch.Tensor, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin `[T, 1, head_dim]` of `positions` (positions are never updated in place)."""
+        """cos and signed sin (first half negated) `[T, 1, head_dim]` of `positions` (positions
+        are never updated in place)."""
         last = self._last
         if last is not None and last[0] is positions and last[1] == dtype:
             return last[2], last[3]
         cos = self.cos_cache[positions].unsqueeze(1).to(dtype)
-        sin = self.sin_cache[positions].unsqueeze(1).to(dtype)
+        sin = self.signed_sin_cache[positions].unsqueeze(1).to(dtype)
         self._last = (positions, dtype, cos, sin)
         return cos, sin
 
@@ -75,8 +75,12 @@ class RotaryEmbedding(nn.Module):
             from sglrs.kernels.rotary import rope_inplace
 
             return rope_inplace(x, positions, self.cos_cache, self.sin_cache)
-        cos, sin = self.cos_sin(positions, x.dtype)
-        return x * cos + _rotate_half(x) * sin
+        cos, signed_sin = self.cos_sin(positions, x.dtype)
+        # HF's x * cos + rotate_half(x) * sin, with rotate_half's (-x2, x1) written as the
+        # swapped halves (x2, x1) times the signed sin: one copy (flip) instead of neg + cat.
+        t, h, d = x.shape
+        swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
+        return torch.addcmul(x * cos, swapped, signed_sin)
 
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
