@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sglrs.distributed.comm import all_gather_last_dim, all_reduce
+from sglrs.layers.cuda_linear import device_linear
 from sglrs.layers.linear import WeightLoadError, copy_weight
-from sglrs.layers.packed_linear import packed_linear, prepack_weight
+from sglrs.layers.packed_linear import prepack_weight
 from sglrs.model_loader.sharding import narrow_weight, vocab_shard, weight_shape
 
 
@@ -96,7 +97,7 @@ class LMHead(nn.Module):
         return self._packed is not None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = packed_linear(hidden, self.weight, self._packed)
+        logits = device_linear(hidden, self.weight, self._packed)
         if self.shard.tp_size > 1:
             if logits.numel() == 0:  # no rows (every rank sees the same plan): nothing to gather
                 return logits.new_empty((*logits.shape[:-1], self.shard.vocab_size)).float()

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from sglrs.distributed.comm import all_reduce
-from sglrs.layers.packed_linear import packed_linear, prepack_weight
+from sglrs.layers.cuda_linear import device_linear
+from sglrs.layers.packed_linear import prepack_weight
 from sglrs.model_loader.sharding import full_weight, narrow_weight, split_heads, weight_shape
 
 
@@ -69,7 +70,7 @@ class ReplicatedLinear(nn.Module):
         copy_weight(param, loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return packed_linear(x, self.weight, self._packed, self.bias)
+        return device_linear(x, self.weight, self._packed, self.bias)
 
 
 class _ShardedOutputLinear(ReplicatedLinear):
@@ -201,6 +202,6 @@ class RowLinear(ReplicatedLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tp_size == 1:
-            return packed_linear(x, self.weight, self._packed, self.bias)
-        y = all_reduce(packed_linear(x, self.weight, self._packed))
+            return device_linear(x, self.weight, self._packed, self.bias)
+        y = all_reduce(device_linear(x, self.weight, self._packed))
         return y if self.bias is None else y + self.bias
