@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod buffers;
+mod cpu_attn;
 mod grammar;
 mod radix;
 mod sched;
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     radix::register(m)?;
     grammar::register(m)?;
     sched::register(m)?;
+    cpu_attn::register(m)?;
     Ok(())
 }

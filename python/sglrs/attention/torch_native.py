@@ -1,8 +1,9 @@
 """Reference attention backend on `torch.nn.functional.scaled_dot_product_attention`.
 
-Runs on CPU and GPU. Decode is one batched call over K/V gathered into a padded
-`[B, max_seq_len]` layout (padding points at the pool's padding slot and is masked), with the
-query heads of each KV head as its group of queries. Extend and
+Runs on CPU and GPU. Decode on the CPU (float32/bfloat16/float16 KV) is the Rust paged kernel
+of `sglrs.attention.cpu_decode`, reading K/V in place. Elsewhere decode is one batched SDPA call
+over K/V gathered into a padded `[B, max_seq_len]` layout (padding points at the pool's padding
+slot and is masked), with the query heads of each KV head as its group of queries. Extend and
 mixed steps loop over requests (one SDPA call each). No CUDA-graph support: the gathers and
 per-request loop depend on host-side lengths.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sglrs.attention import register_attention_backend
+from sglrs.attention import cpu_decode, register_attention_backend
 from sglrs.attention.base import AttentionBackend
 from sglrs.runner.forward_batch import ForwardBatch
 
@@ -24,7 +25,12 @@ class TorchNativeBackend(AttentionBackend):
     def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
         fb = forward_batch
         self._gqa = self.config.num_heads != self.config.num_kv_heads
+        self._cpu_decode = cpu_decode.supports(self.device, self.kv_pool.dtype)
         if fb.batch_size == 0:
+            return
+        if fb.mode.is_decode and self._cpu_decode:
+            # The kernel reads the table in place: only the rows, as a host array, once a step.
+            self._decode_rows = fb.req_pool_indices.numpy()
             return
         if fb.mode.is_decode:
             max_len = int(fb.seq_lens_cpu.max())
@@ -67,6 +73,18 @@ class TorchNativeBackend(AttentionBackend):
         k_buf, v_buf = self.kv_pool.k_buffer(layer_id), self.kv_pool.v_buffer(layer_id)
         if fb.batch_size == 0:
             return torch.empty_like(q)
+        if fb.mode.is_decode and self._cpu_decode:
+            out = cpu_decode.paged_decode_attention(
+                q.to(k_buf.dtype),
+                k_buf,
+                v_buf,
+                fb.req_to_token,
+                self._decode_rows,
+                fb.seq_lens_cpu,
+                self.scale,
+                self.sliding_window,
+            )
+            return out.to(q.dtype)
         if fb.mode.is_decode:
             # Each request's keys and values as [B, S, Hkv, D].
             keys = k_buf.index_select(0, self._decode_index).view(self._decode_shape)
