@@ -171,6 +171,25 @@ def test_chunked_prefill_plans() -> None:
     assert samples == [[False], [False], [True]]
 
 
+def test_equal_table_write_arrays_are_one_array() -> None:
+    """Table writes that are exactly the new tokens' slots reuse the per-token arrays; a request
+    that adopted cached slots gets its own table writes."""
+    s = make()
+    head = list(range(10, 30))
+    for rid in range(2):
+        s.add_request(rid, [*head, 100 + rid], 3)
+    plan = s.schedule()
+    assert plan.table_slots is plan.out_cache_loc
+    assert plan.table_rows is plan.req_pool_indices
+    assert plan.table_starts is plan.prefix_lens and plan.table_indptr is plan.qo_indptr
+    s.update(np.full(plan.num_sampled, 5, dtype=np.int32))
+    plan = s.schedule()  # request 1 adopted request 0's slots for the head: rewritten
+    assert plan.kind == "decode"
+    assert plan.table_slots is not plan.out_cache_loc and plan.table_starts.tolist() == [21, 0]
+    assert plan.table_indptr.tolist() == [0, 1, 23]
+    assert plan.table_rows is plan.req_pool_indices
+
+
 def test_large_plan_arrays_stay_valid_while_held() -> None:
     """Plans' large arrays reuse buffers that earlier plans' arrays gave back once freed: an
     array still held must keep its contents while later steps run, and a freed one is reused

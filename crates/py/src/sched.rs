@@ -190,6 +190,10 @@ fn extend_bool(obj: &Bound<'_, PyAny>, what: &str, out: &mut Vec<bool>) -> PyRes
 /// One scheduling step, as numpy arrays (see `docs/design.md`, "StepPlan"). int32 unless
 /// noted; `req_ids` and the `*_ids` lists are uint64, `sample_mask` is bool. `kv_indptr` and
 /// `kv_indices` are None unless the scheduler was built with `emit_kv_indices=True`.
+/// Arrays with equal contents are one array: `table_slots` is `out_cache_loc` when every table
+/// write is exactly the new tokens' slots (decode steps, prefill without a cached prefix), and
+/// `table_rows` / `table_starts` / `table_indptr` are `req_pool_indices` / `prefix_lens` /
+/// `qo_indptr` when equal. Treat the plan's arrays as read-only.
 #[pyclass(frozen, module = "sglrs._core", name = "StepPlan")]
 pub struct PyStepPlan {
     #[pyo3(get)]
@@ -242,7 +246,8 @@ pub struct PyStepPlan {
 
 impl PyStepPlan {
     /// The plan's arrays as numpy arrays: short ones copied (`p` keeps their buffers for the
-    /// next step), long ones handed over without a copy.
+    /// next step), long ones handed over without a copy. A table-write array equal to a
+    /// per-request one (rows, starts, indptr) or to `out_cache_loc` (slots) is that same array.
     fn from_plan(
         py: Python<'_>,
         p: &mut StepPlan,
@@ -252,25 +257,46 @@ impl PyStepPlan {
         fn arr<T: numpy::Element>(py: Python<'_>, v: &mut Vec<T>) -> Py<PyArray1<T>> {
             buffers::take_to_numpy(py, v).unbind()
         }
+        // `same` as an array, and `v` as another unless equal (None: reuse the first). Compared
+        // before converting, which may take the vectors.
+        fn arr_or(
+            py: Python<'_>,
+            v: &mut Vec<i32>,
+            same: &mut Vec<i32>,
+        ) -> (Py<PyArray1<i32>>, Option<Py<PyArray1<i32>>>) {
+            let equal = *v == *same;
+            let first = arr(py, same);
+            let second = (!equal).then(|| arr(py, v));
+            (first, second)
+        }
         // The per-token arrays: large in a prefill step, so their buffers are recycled.
         let big = |v: &mut Vec<i32>| buffers::pooled_to_numpy(py, v, pool).map(Bound::unbind);
         let (batch_size, num_tokens, num_sampled) =
             (p.batch_size(), p.num_tokens(), p.num_sampled());
+        let out_cache_loc = big(&mut p.out_cache_loc)?;
+        let table_slots = if p.table_slots_shared {
+            out_cache_loc.clone_ref(py)
+        } else {
+            big(&mut p.table_slots)?
+        };
+        let (req_pool_indices, table_rows) = arr_or(py, &mut p.table_rows, &mut p.req_pool_indices);
+        let (prefix_lens, table_starts) = arr_or(py, &mut p.table_starts, &mut p.prefix_lens);
+        let (qo_indptr, table_indptr) = arr_or(py, &mut p.table_indptr, &mut p.qo_indptr);
         Ok(PyStepPlan {
             kind: PyString::intern(py, p.kind.as_str()).unbind(),
             req_ids: arr(py, &mut p.req_ids),
-            req_pool_indices: arr(py, &mut p.req_pool_indices),
-            prefix_lens: arr(py, &mut p.prefix_lens),
+            table_rows: table_rows.unwrap_or_else(|| req_pool_indices.clone_ref(py)),
+            table_starts: table_starts.unwrap_or_else(|| prefix_lens.clone_ref(py)),
+            table_indptr: table_indptr.unwrap_or_else(|| qo_indptr.clone_ref(py)),
+            req_pool_indices,
+            prefix_lens,
             extend_lens: arr(py, &mut p.extend_lens),
             seq_lens: arr(py, &mut p.seq_lens),
-            qo_indptr: arr(py, &mut p.qo_indptr),
+            qo_indptr,
             input_ids: big(&mut p.input_ids)?,
             positions: big(&mut p.positions)?,
-            out_cache_loc: big(&mut p.out_cache_loc)?,
-            table_rows: arr(py, &mut p.table_rows),
-            table_starts: arr(py, &mut p.table_starts),
-            table_indptr: arr(py, &mut p.table_indptr),
-            table_slots: big(&mut p.table_slots)?,
+            out_cache_loc,
+            table_slots,
             sample_mask: arr(py, &mut p.sample_mask),
             finished_ids: arr(py, &mut p.finished_ids),
             aborted_ids: arr(py, &mut p.aborted_ids),
@@ -394,7 +420,10 @@ impl PyScheduler {
     ) -> PyResult<()> {
         let id = non_negative(id, "id")?;
         let max_new = non_negative(max_new_tokens, "max_new_tokens")? as usize;
-        let prompt = buffers::to_u32_vec(prompt_tokens, "prompt_tokens")?;
+        // Sized for the request's first outputs too, so the scheduler keeps it without a copy.
+        let len = prompt_tokens.len().unwrap_or(0);
+        let mut prompt = Vec::with_capacity(sglrs_sched::prompt_capacity(len, max_new));
+        buffers::extend_u32(prompt_tokens, "prompt_tokens", &mut prompt)?;
         let ids = |o: Option<&Bound<'_, PyAny>>, what| match o {
             Some(o) if !o.is_none() => buffers::to_u32_vec(o, what),
             _ => Ok(Vec::new()),
@@ -423,21 +452,24 @@ impl PyScheduler {
 
     /// Plans the next step. Every plan (idle ones too) must be answered by `update`.
     fn schedule(&mut self, py: Python<'_>) -> PyResult<PyStepPlan> {
+        let emit_kv = self.inner.config().emit_kv_indices;
         let p = &mut self.plan;
         for v in [
             &mut p.input_ids,
             &mut p.positions,
             &mut p.out_cache_loc,
             &mut p.table_slots,
-            &mut p.kv_indices,
-        ] {
+        ]
+        .into_iter()
+        .chain(emit_kv.then_some(&mut p.kv_indices))
+        {
             if v.capacity() == 0 {
                 *v = POOL.take();
             }
         }
         let (inner, plan) = (&mut self.inner, &mut self.plan);
-        py.detach(|| inner.schedule_into(plan)).map_err(to_py_err)?;
-        let emit_kv = self.inner.config().emit_kv_indices;
+        py.detach(|| inner.schedule_into_shared(plan))
+            .map_err(to_py_err)?;
         PyStepPlan::from_plan(py, &mut self.plan, emit_kv, &POOL)
     }
 

@@ -1,5 +1,6 @@
-//! Cost of one `schedule_into` + `update_into` step: steady decode of 32 / 256 / 1024 requests
-//! (512-token prompts), and a prefill step admitting 64 requests with 2048-token prompts.
+//! Cost of one `schedule_into_shared` + `update_into` step (what the Python binding runs):
+//! steady decode of 32 / 256 / 1024 requests (512-token prompts), and a prefill step admitting
+//! 64 requests with 2048-token prompts.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ fn bench_decode(c: &mut Criterion) {
                     tokens.extend((0..n).map(|i| i as u32 + 3));
                     let start = Instant::now();
                     for _ in 0..steps {
-                        s.schedule_into(&mut plan).unwrap();
+                        s.schedule_into_shared(&mut plan).unwrap();
                         s.update_into(black_box(&tokens), &[], &mut done).unwrap();
                     }
                     total += start.elapsed();
@@ -102,7 +103,7 @@ fn bench_prefill(c: &mut Criterion) {
             for _ in 0..iters {
                 let mut s = fresh();
                 let start = Instant::now();
-                s.schedule_into(&mut plan).unwrap();
+                s.schedule_into_shared(&mut plan).unwrap();
                 s.update_into(black_box(&tokens), &[], &mut done).unwrap();
                 total += start.elapsed();
                 assert_eq!(plan.batch_size(), N);

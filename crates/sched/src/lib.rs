@@ -31,6 +31,6 @@ mod update;
 pub use config::{SchedulePolicy, SchedulerConfig};
 pub use error::SchedError;
 pub use plan::{FinishedBatch, StepKind, StepPlan};
-pub use request::{FinishReason, RequestOptions};
+pub use request::{prompt_capacity, FinishReason, RequestOptions};
 pub use scheduler::{SchedStats, Scheduler};
 pub use sglrs_radix::{SlotId, TokenId};

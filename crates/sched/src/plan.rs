@@ -48,6 +48,11 @@ pub struct StepPlan {
     pub table_starts: Vec<i32>,
     pub table_indptr: Vec<i32>,
     pub table_slots: Vec<i32>,
+    /// Set only by [`crate::Scheduler::schedule_into_shared`] when every table write is exactly
+    /// the new tokens' slots (a decode step, or prefill with no cached prefix and no adopted
+    /// slots): `table_slots` is then left empty and the writes' slots are `out_cache_loc`
+    /// (`table_indptr == qo_indptr`). See [`StepPlan::table_write_slots`].
+    pub table_slots_shared: bool,
     /// The request samples a token this step (false for a prefill chunk that is not the last).
     pub sample_mask: Vec<bool>,
     /// Requests that left the running set since the previous plan.
@@ -62,6 +67,7 @@ pub struct StepPlan {
 impl StepPlan {
     pub fn clear(&mut self) {
         self.kind = StepKind::Idle;
+        self.table_slots_shared = false;
         for v in [
             &mut self.req_pool_indices,
             &mut self.prefix_lens,
@@ -97,6 +103,16 @@ impl StepPlan {
 
     pub fn num_sampled(&self) -> usize {
         self.sample_mask.iter().filter(|&&s| s).count()
+    }
+
+    /// The slots of the table writes, `[table_indptr[W]]`: `table_slots`, or `out_cache_loc`
+    /// when the plan shares it (`table_slots_shared`).
+    pub fn table_write_slots(&self) -> &[i32] {
+        if self.table_slots_shared {
+            &self.out_cache_loc
+        } else {
+            &self.table_slots
+        }
     }
 
     /// Sizes every array for `batch` requests, `tokens` new tokens and `table` written slots,

@@ -70,6 +70,13 @@ pub struct RequestOptions {
 /// Output tokens (and their slots) a request's vectors have room for before they regrow.
 pub(crate) const OUTPUT_RESERVE: usize = 1024;
 
+/// The capacity a prompt vector passed to `Scheduler::add_request` should have: the request
+/// keeps it as its token buffer, with room for the first outputs, so a vector built with this
+/// capacity is never copied to a larger allocation.
+pub fn prompt_capacity(prompt_len: usize, max_new_tokens: usize) -> usize {
+    prompt_len.saturating_add(max_new_tokens.min(OUTPUT_RESERVE))
+}
+
 #[derive(Debug)]
 pub(crate) struct Request {
     pub id: u64,
@@ -199,6 +206,16 @@ mod tests {
         assert_eq!(r.finish_after(7, false), Some(FinishReason::StopToken(7)));
         assert_eq!(r.finish_after(9, false), Some(FinishReason::Length));
         assert_eq!(r.remaining_new(), 0);
+    }
+
+    #[test]
+    fn a_prompt_with_prompt_capacity_is_kept_in_place() {
+        let mut prompt = Vec::with_capacity(prompt_capacity(3, 5000));
+        prompt.extend([4, 5, 6]);
+        let ptr = prompt.as_ptr();
+        let r = Request::new(1, prompt, 5000, RequestOptions::default(), 0, 0);
+        assert_eq!(r.tokens.as_ptr(), ptr);
+        assert_eq!(r.tokens.capacity(), 3 + OUTPUT_RESERVE);
     }
 
     #[test]

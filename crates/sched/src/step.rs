@@ -13,6 +13,18 @@ impl Scheduler {
     /// prefilled (the chunked request or new admissions), else a decode step of every running
     /// request. With it, the running requests decode in the same batch as the prefill work.
     pub fn schedule_into(&mut self, plan: &mut StepPlan) -> Result<(), SchedError> {
+        self.schedule_step(plan, false)
+    }
+
+    /// Like [`Scheduler::schedule_into`], but when every table write is exactly the new tokens'
+    /// slots, `table_slots` is left empty and `plan.table_slots_shared` set: the writes' slots
+    /// are `out_cache_loc` (see [`StepPlan::table_write_slots`]). For a runner that can use one
+    /// array for both; a large prefill step then writes 4 bytes less per new token.
+    pub fn schedule_into_shared(&mut self, plan: &mut StepPlan) -> Result<(), SchedError> {
+        self.schedule_step(plan, true)
+    }
+
+    fn schedule_step(&mut self, plan: &mut StepPlan, share: bool) -> Result<(), SchedError> {
         if self.inflight_active {
             return Err(SchedError::StepInFlight);
         }
@@ -44,7 +56,7 @@ impl Scheduler {
         } else if plan.kind == StepKind::Idle {
             self.ratio.on_idle();
         }
-        self.write_plan(plan);
+        self.write_plan(plan, share);
         plan.finished_ids.append(&mut self.pending_finished);
         plan.aborted_ids.append(&mut self.pending_aborted);
         plan.retracted_ids.append(&mut self.pending_retracted);
@@ -59,15 +71,22 @@ impl Scheduler {
     }
 
     /// Writes `self.batch` (request, new tokens) into the plan's flat arrays and records it
-    /// as the step in flight.
-    fn write_plan(&mut self, plan: &mut StepPlan) {
+    /// as the step in flight. With `share`, `table_slots` is left to `out_cache_loc` when the
+    /// two would be equal.
+    fn write_plan(&mut self, plan: &mut StepPlan, share: bool) {
         let emit_kv = self.cfg.emit_kv_indices;
         let (mut tokens, mut table, mut kv) = (0, 0, 0);
+        let mut only_new = true;
         for &(i, extend) in &self.batch {
             let r = self.slab.get(i);
             tokens += extend;
             table += r.kv_len + extend - r.table_dirty_from;
             kv += r.kv_len + extend;
+            only_new &= r.table_dirty_from == r.kv_len;
+        }
+        plan.table_slots_shared = share && only_new;
+        if plan.table_slots_shared {
+            table = 0;
         }
         plan.reserve(self.batch.len(), tokens, table, emit_kv.then_some(kv));
         plan.qo_indptr.push(0);
@@ -95,9 +114,13 @@ impl Scheduler {
                 .extend_from_slice(as_i32(&r.slots[prefix..seq]));
             plan.table_rows.push(row);
             plan.table_starts.push(r.table_dirty_from as i32);
-            plan.table_slots
-                .extend_from_slice(as_i32(&r.slots[r.table_dirty_from..seq]));
-            plan.table_indptr.push(plan.table_slots.len() as i32);
+            if plan.table_slots_shared {
+                plan.table_indptr.push(plan.out_cache_loc.len() as i32);
+            } else {
+                plan.table_slots
+                    .extend_from_slice(as_i32(&r.slots[r.table_dirty_from..seq]));
+                plan.table_indptr.push(plan.table_slots.len() as i32);
+            }
             r.table_dirty_from = seq;
             if emit_kv {
                 plan.kv_indices.extend_from_slice(as_i32(&r.slots[..seq]));
@@ -155,6 +178,41 @@ mod tests {
         assert_eq!(&plan.table_slots[1..9], &first[..]);
         s.update(&[7, 7], &[]).unwrap();
         s.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn shared_plans_equal_full_plans_once_expanded() {
+        let new = || {
+            let mut s = Scheduler::new(SchedulerConfig::new(256)).unwrap();
+            let head: Vec<u32> = (10..30).collect();
+            for id in 0..4u64 {
+                let mut prompt = head.clone();
+                prompt.push(100 + id as u32);
+                s.add_request(id, prompt, 3, RequestOptions::default())
+                    .unwrap();
+            }
+            s
+        };
+        let (mut full, mut shared) = (new(), new());
+        let mut seen = [false; 2];
+        while full.num_requests() > 0 {
+            let a = full.schedule().unwrap();
+            let mut b = crate::StepPlan::default();
+            shared.schedule_into_shared(&mut b).unwrap();
+            assert!(!a.table_slots_shared);
+            seen[usize::from(b.table_slots_shared)] = true;
+            assert_eq!(b.table_write_slots(), &a.table_slots[..]);
+            b.table_slots = a.table_slots.clone();
+            b.table_slots_shared = false;
+            assert_eq!(a, b);
+            let tokens = vec![7; a.num_sampled()];
+            assert_eq!(
+                full.update(&tokens, &[]).unwrap(),
+                shared.update(&tokens, &[]).unwrap()
+            );
+        }
+        // The first prefill shares; the second step adopts the cached head (rewrites rows).
+        assert_eq!(seen, [true, true]);
     }
 
     #[test]

@@ -22,6 +22,8 @@ struct Workload {
     abort_percent: u64,
     /// Low values make admission overcommit, so decode runs out and retracts.
     init_ratio: f64,
+    /// Plans share `table_slots` with `out_cache_loc` where equal.
+    share: bool,
 }
 
 fn config(w: &Workload) -> SchedulerConfig {
@@ -46,6 +48,7 @@ fn config(w: &Workload) -> SchedulerConfig {
 fn play(w: &Workload) -> Sim {
     let mut rng = Rng(w.seed);
     let mut sim = Sim::new(config(w));
+    sim.share = w.share;
     let templates = make_templates(&mut rng, 4, 48);
     let mut next_id = 0u64;
     while next_id < w.requests as u64 || !sim.all_done() {
@@ -103,6 +106,7 @@ fn workload(seed: u64, page_size: usize, chunked: Option<usize>, mixed: bool) ->
         requests: 60,
         abort_percent: 3,
         init_ratio: 0.7,
+        share: seed % 2 == 1,
     }
 }
 
@@ -126,6 +130,7 @@ fn matrix_of_page_size_chunking_and_mixed() {
                         );
                     }
                     assert!(st.hit_tokens > 0, "{w:?}: shared prefixes never hit");
+                    assert_eq!(sim.shared_plans > 0, w.share, "{w:?}: table_slots sharing");
                 }
             }
         }
@@ -205,10 +210,11 @@ proptest! {
         capacity in 64usize..600,
         max_running in 1usize..10,
         requests in 1usize..30,
+        share in any::<bool>(),
     ) {
         let chunked = chunked.map(|c| c.max(page_size));
         let init_ratio = if seed % 2 == 0 { 0.7 } else { 0.05 };
-        let w = Workload { seed, page_size, chunked, mixed, radix, policy, capacity, max_running, requests, abort_percent: 5, init_ratio };
+        let w = Workload { seed, page_size, chunked, mixed, radix, policy, capacity, max_running, requests, abort_percent: 5, init_ratio, share };
         play(&w);
     }
 }

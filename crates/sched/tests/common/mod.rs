@@ -88,6 +88,10 @@ pub struct Sim {
     pub aborted: HashSet<u64>,
     pub capacity_aborts: usize,
     pub kinds: HashMap<&'static str, usize>,
+    /// Plan with `schedule_into_shared` (as the Python binding does).
+    pub share: bool,
+    /// Plans whose table writes used `out_cache_loc`.
+    pub shared_plans: usize,
 }
 
 fn expected_finish(id: u64, prompt_len: usize, max_new: usize, opts: &RequestOptions) -> Expected {
@@ -131,6 +135,8 @@ impl Sim {
             aborted: HashSet::new(),
             capacity_aborts: 0,
             kinds: HashMap::new(),
+            share: false,
+            shared_plans: 0,
         }
     }
 
@@ -187,10 +193,15 @@ impl Sim {
 
     /// Schedules one step and checks the plan; returns the plan kind.
     pub fn schedule(&mut self) -> StepKind {
-        self.s.schedule_into(&mut self.plan).unwrap();
+        if self.share {
+            self.s.schedule_into_shared(&mut self.plan).unwrap();
+        } else {
+            self.s.schedule_into(&mut self.plan).unwrap();
+        }
         self.steps += 1;
         *self.kinds.entry(self.plan.kind.as_str()).or_default() += 1;
         self.check_plan();
+        self.shared_plans += usize::from(self.plan.table_slots_shared);
         self.plan.kind
     }
 
@@ -215,8 +226,15 @@ impl Sim {
         assert_eq!(p.out_cache_loc.len(), p.input_ids.len());
         assert_eq!(
             *p.table_indptr.last().unwrap() as usize,
-            p.table_slots.len()
+            p.table_write_slots().len()
         );
+        if p.table_slots_shared {
+            assert!(self.share && p.table_slots.is_empty());
+            assert_eq!(
+                (&p.table_indptr, &p.table_starts),
+                (&p.qo_indptr, &p.prefix_lens)
+            );
+        }
         assert_eq!(p.kind == StepKind::Idle, b == 0);
         for id in p
             .retracted_ids
@@ -238,7 +256,8 @@ impl Sim {
         let ctx = self.cfg.context_length;
         for w in 0..b {
             let (row, start) = (p.table_rows[w] as usize, p.table_starts[w] as usize);
-            let slots = &p.table_slots[p.table_indptr[w] as usize..p.table_indptr[w + 1] as usize];
+            let all = p.table_write_slots();
+            let slots = &all[p.table_indptr[w] as usize..p.table_indptr[w + 1] as usize];
             assert!(start + slots.len() <= ctx);
             self.table[row * ctx + start..row * ctx + start + slots.len()].copy_from_slice(slots);
         }
