@@ -13,7 +13,8 @@ use numpy::ndarray::ArrayView1;
 use numpy::{Element, PyArray1, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyAnyMethods;
+use pyo3::types::{PyAnyMethods, PyByteArray, PyBytes};
+use sglrs_radix::IdElem;
 
 /// Copy an integer buffer into a `Vec<u32>`, checking the range of every value.
 pub fn to_u32_vec(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
@@ -91,7 +92,7 @@ where
 
 /// Vectors at most this long are copied into a numpy-owned array: cheaper than handing the
 /// `Vec` over, which costs a second Python object (the owner of the Rust allocation).
-const COPY_OUT_MAX: usize = 2048;
+pub const COPY_OUT_MAX: usize = 2048;
 
 /// A numpy array with the contents of `v`: copied when short, else taking over its allocation.
 pub fn vec_to_numpy<T: Element>(py: Python<'_>, v: Vec<T>) -> Bound<'_, PyArray1<T>> {
@@ -207,4 +208,128 @@ pub fn pooled_to_numpy<'py>(
     // SAFETY: `owner` becomes the array's base object, so it outlives the array, and its
     // buffer is never modified or reallocated while it lives (the pyclass is frozen).
     Ok(unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) })
+}
+
+/// Integer ids from Python: read in place from a contiguous 1-D int64/int32/uint32 numpy array
+/// (no copy, no conversion pass; [`sglrs_radix::IdElem`] validates while reading), else
+/// converted once to `u32`. Use through [`with_ids!`].
+pub enum IdsArg<'a> {
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+    U32(&'a [u32]),
+    Owned(Vec<u32>),
+}
+
+impl<'a> IdsArg<'a> {
+    /// The ids of `obj`; anything but a contiguous int64/int32/uint32 array is converted
+    /// (bytes-like objects give one id per byte, the rest goes through [`extend_u32`]), into a
+    /// buffer from [`POOL`].
+    ///
+    /// # Safety
+    /// A borrowed variant views the array's memory: while it lives, no Python code may run and
+    /// the GIL must stay held, so that nothing mutates or frees the array meanwhile.
+    pub unsafe fn extract(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
+        // SAFETY (the three `as_slice`): the caller keeps the array alive and unmodified.
+        if let Ok(a) = obj.cast::<PyArray1<i64>>() {
+            if let Ok(s) = unsafe { a.as_slice() } {
+                return Ok(Self::I64(s));
+            }
+        } else if let Ok(a) = obj.cast::<PyArray1<i32>>() {
+            if let Ok(s) = unsafe { a.as_slice() } {
+                return Ok(Self::I32(s));
+            }
+        } else if let Ok(a) = obj.cast::<PyArray1<u32>>() {
+            if let Ok(s) = unsafe { a.as_slice() } {
+                return Ok(Self::U32(s));
+            }
+        }
+        let mut out = POOL.take_u32();
+        // One id per byte (numpy.asarray would make a bytes object one string scalar).
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            out.extend(b.as_bytes().iter().map(|&x| u32::from(x)));
+        } else if let Ok(b) = obj.cast::<PyByteArray>() {
+            out.extend(b.to_vec().into_iter().map(u32::from));
+        } else {
+            extend_u32(obj, what, &mut out)?;
+        }
+        Ok(Self::Owned(out))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::I64(s) => s.len(),
+            Self::I32(s) => s.len(),
+            Self::U32(s) => s.len(),
+            Self::Owned(v) => v.len(),
+        }
+    }
+
+    /// Whether the ids view Python memory (then the GIL must stay held while they are used).
+    pub fn is_borrowed(&self) -> bool {
+        !matches!(self, Self::Owned(_))
+    }
+
+    /// The ids as an owned `u32` vector (from [`POOL`]); a value outside `0..2^32` is a
+    /// `ValueError` naming `what`.
+    pub fn into_vec(self, what: &str) -> PyResult<Vec<u32>> {
+        fn conv<E: IdElem>(s: &[E], what: &str) -> PyResult<Vec<u32>> {
+            let mut out = POOL.take_u32();
+            E::extend_u32(s, &mut out).map_err(|i| out_of_range(what, i, s[i].value()))?;
+            Ok(out)
+        }
+        match self {
+            Self::I64(s) => conv(s, what),
+            Self::I32(s) => conv(s, what),
+            Self::U32(s) => conv(s, what),
+            Self::Owned(v) => Ok(v),
+        }
+    }
+
+    /// Returns an owned buffer to [`POOL`].
+    pub fn recycle(self) {
+        if let Self::Owned(v) = self {
+            POOL.give_back_u32(v);
+        }
+    }
+}
+
+/// The `ValueError` for an id outside `0..2^32` at `position` of argument `what`.
+pub fn out_of_range(what: &str, position: usize, value: i64) -> PyErr {
+    PyValueError::new_err(format!(
+        "{what}: value {value} at position {position} is out of range (ids must be in 0..2^32)"
+    ))
+}
+
+/// Runs `$body` with `$s` bound to the ids of an [`IdsArg`] as a slice of their own type, so
+/// that generic code reading [`sglrs_radix::IdElem`] slices is instantiated per type.
+macro_rules! with_ids {
+    ($ids:expr, $s:ident => $body:expr) => {
+        match &$ids {
+            $crate::buffers::IdsArg::I64(s) => {
+                let $s: &[i64] = s;
+                $body
+            }
+            $crate::buffers::IdsArg::I32(s) => {
+                let $s: &[i32] = s;
+                $body
+            }
+            $crate::buffers::IdsArg::U32(s) => {
+                let $s: &[u32] = s;
+                $body
+            }
+            $crate::buffers::IdsArg::Owned(v) => {
+                let $s: &[u32] = v;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_ids;
+
+/// Makes `array` read-only (numpy's `PyArray_CLEARFLAGS(array, NPY_ARRAY_WRITEABLE)`), for
+/// results that view storage the caller must not modify.
+pub fn set_read_only<T: Element>(array: &Bound<'_, PyArray1<T>>) {
+    // SAFETY: `as_array_ptr` points to a live array object; clearing a flag bit is what
+    // numpy's own macro does.
+    unsafe { (*array.as_array_ptr()).fields.flags &= !numpy::npyffi::flags::NPY_ARRAY_WRITEABLE };
 }

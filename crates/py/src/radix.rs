@@ -9,17 +9,21 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use numpy::{PyArray1, PyArrayMethods};
+use numpy::ndarray::ArrayView1;
+use numpy::PyArray1;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use pyo3::types::PyDict;
 use sglrs_radix::bits::{any_bit, runs, set_bits};
-use sglrs_radix::{NodeHandle, RadixError, RadixTree, SlotAllocator, SlotId};
+use sglrs_radix::{
+    IdElem, IdKind, NodeHandle, RadixError, RadixTree, SharedSlots, SlotAllocator, SlotId,
+};
 
-use crate::buffers::{self, POOL};
+use crate::buffers::{self, with_ids, IdsArg, POOL};
 
 /// Inputs longer than this are processed with the GIL released (shorter calls are cheaper
-/// without the release/reacquire round trip).
+/// without the release/reacquire round trip) when they are owned copies; ids read in place
+/// from a numpy array keep the GIL, which is what keeps the array unmodified meanwhile.
 const HEAVY_TOKENS: usize = 4096;
 
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
@@ -62,6 +66,10 @@ pub struct RadixCache {
     id: u64,
     page_size: usize,
     capacity: usize,
+    /// What a match that finds nothing returns: the root's handle (the root never changes)
+    /// and a read-only empty slot array, shared instead of created per miss.
+    root: Py<RadixNode>,
+    no_slots: Py<PyArray1<i32>>,
 }
 
 /// Why an insert was refused.
@@ -84,7 +92,7 @@ fn value_error(e: RadixError) -> PyErr {
 impl RadixCache {
     #[new]
     #[pyo3(signature = (capacity_tokens, page_size = 1))]
-    fn new(capacity_tokens: i64, page_size: i64) -> PyResult<Self> {
+    fn new(py: Python<'_>, capacity_tokens: i64, page_size: i64) -> PyResult<Self> {
         if page_size <= 0 {
             return Err(PyValueError::new_err(format!(
                 "page_size must be >= 1, got {page_size}"
@@ -109,15 +117,28 @@ impl RadixCache {
         }
         let alloc = SlotAllocator::try_new(capacity, page_size).map_err(value_error)?;
         let capacity = alloc.capacity();
+        let tree = RadixTree::try_new(page_size).map_err(value_error)?;
+        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        let root = Py::new(
+            py,
+            RadixNode {
+                cache: id,
+                handle: tree.root(),
+            },
+        )?;
+        let no_slots = PyArray1::<i32>::zeros(py, 0, false);
+        buffers::set_read_only(&no_slots);
         Ok(Self {
             inner: Mutex::new(Inner {
-                tree: RadixTree::try_new(page_size).map_err(value_error)?,
+                tree,
                 alloc,
                 in_tree: vec![0; capacity.div_ceil(64)],
             }),
-            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             page_size,
             capacity,
+            root,
+            no_slots: no_slots.unbind(),
         })
     }
 
@@ -126,26 +147,49 @@ impl RadixCache {
         self.page_size
     }
 
-    /// Longest cached prefix of `tokens` (whole pages): `(matched_len, slots, node)`. Marks the
-    /// path as recently used; `node` is what to `lock` while the slots are in use.
+    /// Longest cached prefix of `tokens` (whole pages): `(matched_len, slots, node)`, `slots` a
+    /// read-only int32 array (a view of the tree's storage when long). Marks the path as
+    /// recently used; `node` is what to `lock` while the slots are in use.
     fn match_prefix<'py>(
         &self,
         py: Python<'py>,
         tokens: &Bound<'py, PyAny>,
-    ) -> PyResult<(usize, Bound<'py, PyArray1<i32>>, RadixNode)> {
-        let tokens = ids(tokens, "tokens")?;
+    ) -> PyResult<(usize, Bound<'py, PyArray1<i32>>, Bound<'py, RadixNode>)> {
+        // SAFETY: no Python code runs and the GIL stays held while `tokens` is alive
+        // (`heavy` below is false for borrowed ids).
+        let tokens = unsafe { IdsArg::extract(tokens, "tokens")? };
+        let heavy = !tokens.is_borrowed() && tokens.len() > HEAVY_TOKENS;
+        // Filled only when the match spans several edges (one edge is shared, not copied).
         let mut slots = POOL.take_u32();
-        // Sized for a full hit, so the walk never reallocates.
-        slots.reserve(tokens.len());
-        let (n, handle) = self.run(py, tokens.len() > HEAVY_TOKENS, |inner| {
-            inner.tree.match_prefix(&tokens, &mut slots)
-        })?;
-        POOL.give_back_u32(tokens);
-        let node = RadixNode {
-            cache: self.id,
-            handle,
+        let found = with_ids!(tokens, t => self.run(py, heavy, |inner| {
+            inner.tree.match_prefix_shared(t, &mut slots)
+        }))?;
+        tokens.recycle();
+        let (n, handle, shared) = found.map_err(|e| radix_error(e, "tokens", "slot_ids"))?;
+        if n == 0 {
+            POOL.give_back_u32(slots);
+            return Ok((
+                0,
+                self.no_slots.bind(py).clone(),
+                self.root.bind(py).clone(),
+            ));
+        }
+        let array = match shared {
+            Some(shared) => {
+                POOL.give_back_u32(slots);
+                shared_numpy(py, shared)?
+            }
+            None => pooled_numpy(py, slots)?,
         };
-        Ok((n, pooled_numpy(py, slots)?, node))
+        buffers::set_read_only(&array);
+        let node = Bound::new(
+            py,
+            RadixNode {
+                cache: self.id,
+                handle,
+            },
+        )?;
+        Ok((n, array, node))
     }
 
     /// Caches `tokens` with their `slot_ids` (slots the caller allocated from this cache);
@@ -157,29 +201,41 @@ impl RadixCache {
         tokens: &Bound<'_, PyAny>,
         slot_ids: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
-        let tokens = ids(tokens, "tokens")?;
-        let slots = ids(slot_ids, "slot_ids")?;
+        // SAFETY: no Python code runs and the GIL stays held while `tokens` and `slots` are
+        // alive (`heavy` below is false when either is borrowed).
+        let tokens = unsafe { IdsArg::extract(tokens, "tokens")? };
+        let slots = unsafe { IdsArg::extract(slot_ids, "slot_ids")? };
         if tokens.len() != slots.len() {
             return Err(value_error(RadixError::LengthMismatch {
                 tokens: tokens.len(),
                 slots: slots.len(),
             }));
         }
-        self.check_range(&slots, "slot_ids")?;
-        let page = self.page_size;
-        let result = self.run(py, tokens.len() > HEAVY_TOKENS, |inner| {
+        let heavy = !tokens.is_borrowed() && !slots.is_borrowed() && tokens.len() > HEAVY_TOKENS;
+        let (page, cap) = (self.page_size, self.capacity);
+        let result = with_ids!(tokens, t => with_ids!(slots, s => self.run(py, heavy, |inner| {
             let Inner {
                 tree,
                 alloc,
                 in_tree,
             } = inner;
-            tree.insert_checked(&tokens, &slots, |_, new| adopt(alloc, in_tree, new, page))
-                .map(|(cached, _)| cached)
-        })?;
-        POOL.give_back_u32(tokens);
-        POOL.give_back_u32(slots);
+            tree.insert_ids_checked(t, s, |cached, new| {
+                // Every slot is range-checked, the ones the tree keeps run by run in `adopt`:
+                // a bad id anywhere is the caller's bug.
+                let tail = cached + new.len();
+                let bad = range_problem(&s[..cached], cap)
+                    .or_else(|| range_problem(&s[tail..], cap));
+                match bad {
+                    Some(msg) => Err(InsertError::Slot(format!("slot_ids: {msg}"))),
+                    None => adopt(alloc, in_tree, new, page),
+                }
+            })
+            .map(|(cached, _)| cached)
+        })))?;
+        tokens.recycle();
+        slots.recycle();
         result.map_err(|e| match e {
-            InsertError::Radix(e) => value_error(e),
+            InsertError::Radix(e) => radix_error(e, "tokens", "slot_ids"),
             InsertError::Slot(msg) => PyValueError::new_err(msg),
         })
     }
@@ -204,7 +260,7 @@ impl RadixCache {
     fn evict<'py>(&self, py: Python<'py>, num_tokens: i64) -> PyResult<Bound<'py, PyArray1<i32>>> {
         let n = non_negative(num_tokens, "num_tokens")?;
         let freed = self.run(py, n > HEAVY_TOKENS, |inner| {
-            let mut freed = Vec::new();
+            let mut freed = POOL.take_u32();
             inner.tree.evict(n, &mut freed);
             inner.alloc.free(&freed).map(|()| {
                 for (s, len) in runs(&freed) {
@@ -216,7 +272,7 @@ impl RadixCache {
         let freed = freed.map_err(|e| {
             PyRuntimeError::new_err(format!("internal error: evicted slots not freeable: {e}"))
         })?;
-        Ok(to_numpy(py, freed))
+        pooled_numpy(py, freed)
     }
 
     /// `n` free slots (`n` a multiple of `page_size`), or `None` if fewer are free.
@@ -236,7 +292,7 @@ impl RadixCache {
     /// are freed by `evict`/`reset`, never here.
     fn free(&self, py: Python<'_>, slot_ids: &Bound<'_, PyAny>) -> PyResult<()> {
         let slots = ids(slot_ids, "slot_ids")?;
-        self.check_range(&slots, "slot_ids")?;
+        self.check_range(&slots[..], "slot_ids")?;
         self.run(py, slots.len() > HEAVY_TOKENS, |inner| {
             if let Some(&s) = slots.iter().find(|&&s| get_bit(&inner.in_tree, s)) {
                 return Err(format!(
@@ -351,17 +407,36 @@ impl RadixCache {
         Ok(node.handle)
     }
 
-    fn check_range(&self, slots: &[SlotId], what: &str) -> PyResult<()> {
-        // A branch-free fold vectorizes; the offending slot is looked up only on error.
-        let cap = self.capacity.min(u32::MAX as usize) as u32;
-        if slots.iter().fold(false, |bad, &s| bad | (s >= cap)) {
-            let max = slots.iter().copied().max().unwrap_or(0);
-            return Err(PyValueError::new_err(format!(
-                "{what}: slot {max} is out of range (capacity {})",
-                self.capacity
-            )));
+    fn check_range<E: IdElem>(&self, slots: &[E], what: &str) -> PyResult<()> {
+        match range_problem(slots, self.capacity) {
+            Some(msg) => Err(PyValueError::new_err(format!("{what}: {msg}"))),
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+/// Why some slot of `slots` is not below `capacity` (<= 2^31, so the bound fits), if one is not.
+fn range_problem<E: IdElem>(slots: &[E], capacity: usize) -> Option<String> {
+    E::first_at_least(slots, capacity as u32).map(|i| {
+        format!(
+            "slot {} is out of range (capacity {capacity})",
+            slots[i].value()
+        )
+    })
+}
+
+/// A `RadixError` as a `ValueError`, an invalid id naming the argument it is in.
+fn radix_error(e: RadixError, tokens: &str, slots: &str) -> PyErr {
+    match e {
+        RadixError::IdOutOfRange {
+            what,
+            position,
+            value,
+        } => {
+            let arg = if what == IdKind::Token { tokens } else { slots };
+            buffers::out_of_range(arg, position, value)
+        }
+        e => value_error(e),
     }
 }
 
@@ -386,7 +461,9 @@ fn adopt(
     for (i, &s) in new.iter().enumerate() {
         // `new` starts at a page boundary (the cached length is page-aligned).
         let offset = if page == 1 { 0 } else { i % page };
-        if alloc.is_free(s) {
+        if s as usize >= alloc.capacity() {
+            problem = range_problem(&[s], alloc.capacity());
+        } else if alloc.is_free(s) {
             problem = Some(format!(
                 "slot {s} is free: insert only slots allocated by alloc()"
             ));
@@ -418,14 +495,18 @@ fn adopt(
 }
 
 /// The fast path of `adopt`: slots normally come in ascending runs of whole pages (what the
-/// allocator hands out), checked and marked a 64-bit word at a time. `false` (nothing marked)
-/// if anything is off; the per-slot path then reports it.
+/// allocator hands out), range-checked, checked and marked a 64-bit word at a time. `false`
+/// (nothing marked) if anything is off; the per-slot path then reports it.
 fn adopt_runs(alloc: &SlotAllocator, in_tree: &mut [u64], new: &[SlotId], page: usize) -> bool {
     let mut pos = 0;
     for (start, len) in runs(new) {
         let (a, b) = (start as usize, start as usize + len);
         let whole_pages = page == 1 || (pos % page == 0 && len % page == 0 && a % page == 0);
-        if !whole_pages || alloc.any_free(start..b as u32) || any_bit(in_tree, a, b) {
+        if b > alloc.capacity()
+            || !whole_pages
+            || alloc.any_free(start..b as u32)
+            || any_bit(in_tree, a, b)
+        {
             for (s, l) in runs(&new[..pos]) {
                 set_bits(in_tree, s as usize, s as usize + l, false);
             }
@@ -486,124 +567,10 @@ fn non_negative(v: i64, what: &str) -> PyResult<usize> {
     usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {v}")))
 }
 
-/// `s` as `u32` ids, in one vectorized pass that also ORs all values together: a negative
-/// value or one >= 2^32 sets a high bit of the result.
-fn ids_from_i64(s: &[i64], what: &str) -> PyResult<Vec<u32>> {
-    let mut out = POOL.take_u32();
-    out.reserve(s.len());
-    let high = narrow_i64(s, out.spare_capacity_mut());
-    // SAFETY: `narrow_i64` initialised all `s.len()` elements.
-    unsafe { out.set_len(s.len()) };
-    if high >> 32 != 0 {
-        return Err(out_of_range(s.iter().copied(), what));
-    }
-    Ok(out)
-}
-
-/// Writes `s[i] as u32` to `out[i]` (`out.len() >= s.len()`); returns the OR of all values.
-/// With AVX2 (checked at run time: the wheel targets baseline x86-64) the same loop runs
-/// twice as wide; a long query (a 32k-token document) is bound by this pass.
-fn narrow_i64(s: &[i64], out: &mut [std::mem::MaybeUninit<u32>]) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { narrow_i64_avx2(s, out) };
-    }
-    narrow_i64_generic(s, out)
-}
-
-#[inline(always)]
-fn narrow_i64_generic(s: &[i64], out: &mut [std::mem::MaybeUninit<u32>]) -> u64 {
-    let mut high = 0u64;
-    for (o, &x) in out.iter_mut().zip(s) {
-        high |= x as u64;
-        o.write(x as u32);
-    }
-    high
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn narrow_i64_avx2(s: &[i64], out: &mut [std::mem::MaybeUninit<u32>]) -> u64 {
-    narrow_i64_generic(s, out)
-}
-
-/// `s` as `u32` ids; a negative value sets the sign bit of the OR of all values.
-fn ids_from_i32(s: &[i32], what: &str) -> PyResult<Vec<u32>> {
-    let mut out = POOL.take_u32();
-    out.reserve(s.len());
-    let all = copy_i32(s, out.spare_capacity_mut());
-    // SAFETY: `copy_i32` initialised all `s.len()` elements.
-    unsafe { out.set_len(s.len()) };
-    if all < 0 {
-        return Err(out_of_range(s.iter().map(|&x| i64::from(x)), what));
-    }
-    Ok(out)
-}
-
-/// Writes `s[i] as u32` to `out[i]` (`out.len() >= s.len()`); returns the OR of all values.
-/// AVX2 when the CPU has it, as in `narrow_i64`.
-fn copy_i32(s: &[i32], out: &mut [std::mem::MaybeUninit<u32>]) -> i32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { copy_i32_avx2(s, out) };
-    }
-    copy_i32_generic(s, out)
-}
-
-#[inline(always)]
-fn copy_i32_generic(s: &[i32], out: &mut [std::mem::MaybeUninit<u32>]) -> i32 {
-    let mut all = 0i32;
-    for (o, &x) in out.iter_mut().zip(s) {
-        all |= x;
-        o.write(x as u32);
-    }
-    all
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn copy_i32_avx2(s: &[i32], out: &mut [std::mem::MaybeUninit<u32>]) -> i32 {
-    copy_i32_generic(s, out)
-}
-
-fn out_of_range(mut values: impl Iterator<Item = i64>, what: &str) -> PyErr {
-    let bad = values.find(|&x| u32::try_from(x).is_err()).unwrap_or(-1);
-    PyValueError::new_err(format!(
-        "{what}: value {bad} is out of range (ids must be in 0..2^32)"
-    ))
-}
-
-/// Ids from an integer buffer. Contiguous 1-D int64/int32/uint32 numpy arrays take a
-/// vectorized path (one range check, one copy), bytes-like objects give one id per byte, and
-/// anything else goes through `buffers`.
+/// Ids from an integer buffer as an owned `u32` vector (see [`IdsArg::extract`]).
 fn ids(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
-    // SAFETY (all three `as_slice` calls): we hold the GIL and copy the data out before any
-    // Python code can run, so nothing can mutate or free the array meanwhile.
-    if let Ok(a) = obj.cast::<PyArray1<i64>>() {
-        if let Ok(s) = unsafe { a.as_slice() } {
-            return ids_from_i64(s, what);
-        }
-    } else if let Ok(a) = obj.cast::<PyArray1<i32>>() {
-        if let Ok(s) = unsafe { a.as_slice() } {
-            return ids_from_i32(s, what);
-        }
-    } else if let Ok(a) = obj.cast::<PyArray1<u32>>() {
-        if let Ok(s) = unsafe { a.as_slice() } {
-            let mut out = POOL.take_u32();
-            out.extend_from_slice(s);
-            return Ok(out);
-        }
-    }
-    // One id per byte (numpy.asarray would make a bytes object one string scalar).
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(b.as_bytes().iter().map(|&x| u32::from(x)).collect());
-    }
-    if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(b.to_vec().into_iter().map(u32::from).collect());
-    }
-    buffers::to_u32_vec(obj, what)
+    // SAFETY: the borrowed ids are copied out before any Python code can run.
+    unsafe { IdsArg::extract(obj, what)? }.into_vec(what)
 }
 
 /// `slots` (a buffer from `POOL`) as numpy int32: copied when short (the buffer goes back to the
@@ -616,6 +583,28 @@ fn pooled_numpy(py: Python<'_>, slots: Vec<u32>) -> PyResult<Bound<'_, PyArray1<
         POOL.give_back_u32(buffers::cast_vec(slots));
     }
     Ok(array)
+}
+
+/// Owner of slots shared with the tree while a numpy array views them.
+#[pyclass(frozen, module = "sglrs._core", name = "_SharedSlots")]
+struct SharedSlotsOwner(SharedSlots);
+
+/// `shared` as numpy int32: copied when short, else a view kept alive by its owner.
+fn shared_numpy(py: Python<'_>, shared: SharedSlots) -> PyResult<Bound<'_, PyArray1<i32>>> {
+    if shared.len() <= buffers::COPY_OUT_MAX {
+        return Ok(PyArray1::from_slice(py, as_i32(&shared)));
+    }
+    let owner = Bound::new(py, SharedSlotsOwner(shared))?;
+    let view = ArrayView1::from(as_i32(&owner.get().0));
+    // SAFETY: `owner` becomes the array's base object, so it outlives the array, and the tree
+    // never modifies an edge's storage (a split or eviction replaces or drops its reference).
+    Ok(unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) })
+}
+
+/// Slot ids as int32 (they are below the capacity, <= 2^31).
+fn as_i32(slots: &[SlotId]) -> &[i32] {
+    // SAFETY: same size and alignment, and every bit pattern is a valid i32.
+    unsafe { std::slice::from_raw_parts(slots.as_ptr().cast::<i32>(), slots.len()) }
 }
 
 fn to_numpy(py: Python<'_>, slots: Vec<u32>) -> Bound<'_, PyArray1<i32>> {

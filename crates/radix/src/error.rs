@@ -23,6 +23,28 @@ pub enum RadixError {
     SlotOutOfRange { slot: u32, capacity: usize },
     /// Slots freed that are not whole pages (`p * page_size ..` in order, page_size at a time).
     PartialPage { slot: u32, page_size: usize },
+    /// A token or slot id outside `0..2^32` (from a signed or wider input slice).
+    IdOutOfRange {
+        what: IdKind,
+        position: usize,
+        value: i64,
+    },
+}
+
+/// Which argument an [`RadixError::IdOutOfRange`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Token,
+    Slot,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Token => "token",
+            Self::Slot => "slot",
+        })
+    }
 }
 
 impl fmt::Display for RadixError {
@@ -54,6 +76,14 @@ impl fmt::Display for RadixError {
                 f,
                 "slots must be freed as whole pages of {page_size} (page-aligned, in order); \
                  offending slot {slot}"
+            ),
+            Self::IdOutOfRange {
+                what,
+                position,
+                value,
+            } => write!(
+                f,
+                "{what} id {value} at position {position} is out of range (ids must be in 0..2^32)"
             ),
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`RadixTree`]: nodes live in an arena (a `Vec` with a free list and generation counters, so
 //!   a stale [`NodeHandle`] is an error, never UB); each node stores its edge's tokens and slots
-//!   in one boxed `[u32]`; children are a sorted `Vec` keyed by their first token; the unlocked
+//!   in one reference-counted `[u32]` (so matched slots can be handed out as [`SharedSlots`]
+//!   without a copy); children are a sorted `Vec` keyed by their first token; the unlocked
 //!   leaves sit in an ordered set by a logical clock, so eviction never rescans the tree.
 //! - [`SlotAllocator`]: a bitmap of free slots over `0..capacity` handing out the lowest free
 //!   ones first (so slots come in long runs), in whole pages when `page_size > 1`.
@@ -13,14 +14,19 @@
 mod alloc;
 pub mod bits;
 mod error;
+mod ids;
 mod integrity;
 mod node;
 mod prefix;
+mod shared;
+mod simd;
 mod tree;
 
 pub use alloc::SlotAllocator;
-pub use error::RadixError;
+pub use error::{IdKind, RadixError};
+pub use ids::IdElem;
 pub use node::NodeHandle;
+pub use shared::SharedSlots;
 pub use tree::RadixTree;
 
 /// A token id.

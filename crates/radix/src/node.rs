@@ -1,5 +1,8 @@
 //! Arena nodes and the opaque handles that name them.
 
+use std::sync::Arc;
+
+use crate::shared::SharedSlots;
 use crate::{SlotId, TokenId};
 
 /// Arena index meaning "no node" (the root's parent, a free node's parent).
@@ -16,12 +19,15 @@ pub struct NodeHandle {
     pub(crate) tree: u32,
 }
 
-/// One edge of the tree. 64 bytes plus the edge data (8 bytes per token) and the children list.
+/// One edge of the tree. 64 bytes plus the edge data (8 bytes per token and a 16-byte
+/// reference count) and the children list.
 #[derive(Debug, Default)]
 pub(crate) struct Node {
     /// The edge's tokens followed by their slots (so `data.len() == 2 * edge_len`); one
-    /// allocation per node, and exactly sized.
-    data: Box<[u32]>,
+    /// allocation per node, exactly sized, never modified (a split makes new ones), and shared
+    /// so that a caller can keep matched slots without a copy. `None` for the root and for
+    /// free nodes (no allocation).
+    data: Option<Arc<[u32]>>,
     /// `(first token, child index)`, sorted by first token. With pages, several children may
     /// share a first token (they then differ later in the first page).
     pub children: Vec<(TokenId, u32)>,
@@ -42,13 +48,11 @@ impl Node {
         }
     }
 
+    #[cfg(test)]
     pub fn new(tokens: &[TokenId], slots: &[SlotId], parent: u32, last_access: u64) -> Self {
         debug_assert_eq!(tokens.len(), slots.len());
-        let mut data = Vec::with_capacity(tokens.len() * 2);
-        data.extend_from_slice(tokens);
-        data.extend_from_slice(slots);
         Self {
-            data: data.into_boxed_slice(),
+            data: Some(tokens.iter().chain(slots).copied().collect()),
             children: Vec::new(),
             last_access,
             parent,
@@ -57,20 +61,34 @@ impl Node {
         }
     }
 
+    #[inline]
+    fn data(&self) -> &[u32] {
+        self.data.as_deref().unwrap_or(&[])
+    }
+
     /// Number of tokens on the edge into this node.
     #[inline]
     pub fn len(&self) -> usize {
-        self.data.len() / 2
+        self.data().len() / 2
     }
 
     #[inline]
     pub fn tokens(&self) -> &[TokenId] {
-        &self.data[..self.len()]
+        &self.data()[..self.len()]
     }
 
     #[inline]
     pub fn slots(&self) -> &[SlotId] {
-        &self.data[self.len()..]
+        &self.data()[self.len()..]
+    }
+
+    /// The first `len` slots of the edge, shared with the node.
+    pub fn shared_slots(&self, len: usize) -> SharedSlots {
+        let data = self
+            .data
+            .clone()
+            .expect("shared slots of a node without an edge");
+        SharedSlots::new(data, self.len(), len)
     }
 
     #[inline]
@@ -80,24 +98,22 @@ impl Node {
 
     /// Cut the edge after `at` tokens: `self` keeps the lower part, the upper part is returned
     /// as `(tokens, slots)` data for a new parent node.
-    pub fn split_off_upper(&mut self, at: usize) -> Box<[u32]> {
+    pub fn split_off_upper(&mut self, at: usize) -> Arc<[u32]> {
         let len = self.len();
         debug_assert!(at > 0 && at < len);
-        let (tokens, slots) = self.data.split_at(len);
-        let mut upper = Vec::with_capacity(at * 2);
-        upper.extend_from_slice(&tokens[..at]);
-        upper.extend_from_slice(&slots[..at]);
-        let mut lower = Vec::with_capacity((len - at) * 2);
-        lower.extend_from_slice(&tokens[at..]);
-        lower.extend_from_slice(&slots[at..]);
-        self.data = lower.into_boxed_slice();
-        upper.into_boxed_slice()
+        let (tokens, slots) = self.data().split_at(len);
+        // Exactly sized single allocations (the chained slice iterators have a trusted length).
+        let upper = tokens[..at].iter().chain(&slots[..at]).copied().collect();
+        let lower = tokens[at..].iter().chain(&slots[at..]).copied().collect();
+        self.data = Some(lower);
+        upper
     }
 
-    /// A node made from `data` produced by [`Node::split_off_upper`].
-    pub fn from_data(data: Box<[u32]>, parent: u32, last_access: u64, lock_ref: u32) -> Self {
+    /// A node with edge `data` (tokens then slots, non-empty).
+    pub fn from_data(data: Arc<[u32]>, parent: u32, last_access: u64, lock_ref: u32) -> Self {
+        debug_assert!(!data.is_empty() && data.len() % 2 == 0);
         Self {
-            data,
+            data: Some(data),
             children: Vec::new(),
             last_access,
             parent,
@@ -106,9 +122,11 @@ impl Node {
         }
     }
 
-    /// Heap bytes owned by this node (edge data and children list).
+    /// Heap bytes owned by this node (edge data with its two reference counts, and the
+    /// children list).
     pub fn heap_bytes(&self) -> usize {
-        self.data.len() * 4 + self.children.capacity() * std::mem::size_of::<(TokenId, u32)>()
+        let data = self.data.as_ref().map_or(0, |d| d.len() * 4 + 16);
+        data + self.children.capacity() * std::mem::size_of::<(TokenId, u32)>()
     }
 
     /// Drop the node's contents and invalidate its handles (the arena slot is reused later).
@@ -136,8 +154,10 @@ mod tests {
         let mut n = Node::new(&[1, 2, 3, 4], &[10, 20, 30, 40], ROOT, 5);
         let upper = n.split_off_upper(1);
         assert_eq!(&*upper, &[1, 10]);
+        let shared = n.shared_slots(2);
         assert_eq!(n.tokens(), &[2, 3, 4]);
         assert_eq!(n.slots(), &[20, 30, 40]);
+        assert_eq!(&*shared, &[20, 30]);
         let p = Node::from_data(upper, ROOT, 6, 2);
         assert_eq!(
             (p.len(), p.tokens(), p.slots(), p.lock_ref),

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-use crate::error::RadixError;
+use crate::error::{IdKind, RadixError};
+use crate::ids::IdElem;
 use crate::node::{Node, NodeHandle, NIL, ROOT};
-use crate::prefix::common_prefix;
+use crate::shared::SharedSlots;
 use crate::{CacheStats, SlotId, TokenId};
 
 /// Distinguishes trees so that a handle from another tree is rejected.
@@ -90,13 +92,59 @@ impl RadixTree {
         tokens: &[TokenId],
         slots_out: &mut Vec<SlotId>,
     ) -> (usize, NodeHandle) {
+        match self.match_prefix_ids(tokens, slots_out) {
+            Ok(found) => found,
+            Err(_) => unreachable!("every u32 is a valid token id"),
+        }
+    }
+
+    /// [`RadixTree::match_prefix`] for tokens of any [`IdElem`] type (e.g. the `i64` of a
+    /// numpy array, read in place). A token outside `0..2^32` is an error, with the tree and
+    /// `slots_out` unchanged.
+    pub fn match_prefix_ids<E: IdElem>(
+        &mut self,
+        tokens: &[E],
+        slots_out: &mut Vec<SlotId>,
+    ) -> Result<(usize, NodeHandle), RadixError> {
+        let mut out = SlotCollector::new(slots_out, false);
+        self.match_with(tokens, &mut out)
+            .map(|(matched, node, _)| (matched, node))
+    }
+
+    /// [`RadixTree::match_prefix_ids`] that shares instead of copying when the matched slots
+    /// all lie on one edge (a long document under the root, say): they are then returned as
+    /// [`SharedSlots`] and `slots_out` is left as it was; otherwise they are appended to
+    /// `slots_out` and `None` is returned.
+    pub fn match_prefix_shared<E: IdElem>(
+        &mut self,
+        tokens: &[E],
+        slots_out: &mut Vec<SlotId>,
+    ) -> Result<(usize, NodeHandle, Option<SharedSlots>), RadixError> {
+        let mut out = SlotCollector::new(slots_out, true);
+        self.match_with(tokens, &mut out)
+    }
+
+    fn match_with<E: IdElem>(
+        &mut self,
+        tokens: &[E],
+        out: &mut SlotCollector<'_>,
+    ) -> Result<(usize, NodeHandle, Option<SharedSlots>), RadixError> {
+        let key = &tokens[..self.aligned_len(tokens.len())];
+        let walk = self.walk(key, Some(&mut *out));
+        // The matched part equals tree tokens, so only the rest can hold an invalid id.
+        if let Some(i) = E::first_invalid(&tokens[walk.matched..]) {
+            out.undo();
+            return Err(id_error(IdKind::Token, tokens, walk.matched + i));
+        }
+        // Taken before the commit, which may split (and so replace the storage of) the edge.
+        let shared = out
+            .first
+            .map(|(node, m)| self.nodes[node as usize].shared_slots(m));
         self.stats.match_calls += 1;
         self.stats.queried_tokens += tokens.len() as u64;
-        let key = &tokens[..self.aligned_len(tokens.len())];
-        let walk = self.walk(key, Some(slots_out));
         self.stats.hit_tokens += walk.matched as u64;
         let end = self.commit_walk(&walk);
-        (walk.matched, self.handle(end))
+        Ok((walk.matched, self.handle(end), shared))
     }
 
     /// Caches `tokens` with their `slots` (same length, else an error). With `page_size > 1`
@@ -128,6 +176,19 @@ impl RadixTree {
         slots: &[SlotId],
         accept: impl FnOnce(usize, &[SlotId]) -> Result<(), E>,
     ) -> Result<(usize, NodeHandle), E> {
+        self.insert_ids_checked(tokens, slots, accept)
+    }
+
+    /// [`RadixTree::insert_checked`] for tokens and slots of any [`IdElem`] types (e.g. a numpy
+    /// `i64` token array and `i32` slot array, read in place). Every token, and every slot the
+    /// tree adopts, must be in `0..2^32`, else an error with the tree unchanged; the slots of
+    /// the already-cached prefix and of an unaligned tail are not read.
+    pub fn insert_ids_checked<T: IdElem, S: IdElem, E: From<RadixError>>(
+        &mut self,
+        tokens: &[T],
+        slots: &[S],
+        accept: impl FnOnce(usize, &[SlotId]) -> Result<(), E>,
+    ) -> Result<(usize, NodeHandle), E> {
         if tokens.len() != slots.len() {
             return Err(RadixError::LengthMismatch {
                 tokens: tokens.len(),
@@ -137,13 +198,32 @@ impl RadixTree {
         }
         let len = self.aligned_len(tokens.len());
         let walk = self.walk(&tokens[..len], None);
-        accept(walk.matched, &slots[walk.matched..len])?;
-        let mut end = self.commit_walk(&walk);
-        if walk.matched < len {
-            end = self.add_leaf(end, &tokens[walk.matched..len], &slots[walk.matched..len]);
-            self.stats.inserted_tokens += (len - walk.matched) as u64;
+        let (cached, new) = (walk.matched, len - walk.matched);
+        // The new edge's tokens then slots, converted (and checked) straight into the storage
+        // of the leaf that will hold them.
+        let data = if new > 0 {
+            let mut data = Arc::<[u32]>::new_uninit_slice(2 * new);
+            let buf = Arc::get_mut(&mut data).expect("a new Arc is unique");
+            let (tok, sl) = buf.split_at_mut(new);
+            T::write_u32(&tokens[cached..len], tok)
+                .map_err(|i| id_error(IdKind::Token, tokens, cached + i))?;
+            S::write_u32(&slots[cached..len], sl)
+                .map_err(|i| id_error(IdKind::Slot, slots, cached + i))?;
+            // SAFETY: both halves were written.
+            Some(unsafe { data.assume_init() })
+        } else {
+            None
+        };
+        if let Some(i) = T::first_invalid(&tokens[len..]) {
+            return Err(id_error(IdKind::Token, tokens, len + i).into());
         }
-        Ok((walk.matched, self.handle(end)))
+        accept(cached, data.as_deref().map_or(&[], |d| &d[new..]))?;
+        let mut end = self.commit_walk(&walk);
+        if let Some(data) = data {
+            end = self.add_leaf(end, data);
+            self.stats.inserted_tokens += new as u64;
+        }
+        Ok((cached, self.handle(end)))
     }
 
     /// Adds a reference on every node from the root to `node`. Locked nodes are never evicted.
@@ -330,8 +410,8 @@ impl RadixTree {
     /// The child of `node` whose first page equals the first page of `key` (`key` non-empty,
     /// page-aligned).
     #[inline]
-    fn find_child(&self, node: u32, key: &[TokenId]) -> Option<u32> {
-        let first = key[0];
+    fn find_child<E: IdElem>(&self, node: u32, key: &[E]) -> Option<u32> {
+        let first = u32::try_from(key[0].wide()).ok()?;
         let children = &self.nodes[node as usize].children;
         let start = children.partition_point(|&(t, _)| t < first);
         for &(t, child) in &children[start..] {
@@ -342,7 +422,8 @@ impl RadixTree {
                 return Some(child);
             }
             let page = self.page_size;
-            if self.nodes[child as usize].tokens()[..page] == key[..page] {
+            if E::common_prefix(&key[..page], &self.nodes[child as usize].tokens()[..page]) == page
+            {
                 return Some(child);
             }
         }
@@ -360,9 +441,9 @@ impl RadixTree {
                 .expect("child missing from its parent's list")
     }
 
-    /// Follows `key` (page-aligned) down the tree without changing anything; appends the
+    /// Follows `key` (page-aligned) down the tree without changing anything; gives the
     /// matched slots to `slots_out` if given.
-    fn walk(&self, key: &[TokenId], mut slots_out: Option<&mut Vec<SlotId>>) -> Walk {
+    fn walk<E: IdElem>(&self, key: &[E], mut slots_out: Option<&mut SlotCollector<'_>>) -> Walk {
         let mut node = ROOT;
         let mut pos = 0;
         while pos < key.len() {
@@ -371,9 +452,9 @@ impl RadixTree {
                 break;
             };
             let c = &self.nodes[child as usize];
-            let m = self.aligned_len(common_prefix(c.tokens(), rest));
+            let m = self.aligned_len(E::common_prefix(rest, c.tokens()));
             if let Some(out) = slots_out.as_deref_mut() {
-                out.extend_from_slice(&c.slots()[..m]);
+                out.add(&self.nodes, child, m, key.len() - pos);
             }
             pos += m;
             if m < c.len() {
@@ -446,20 +527,20 @@ impl RadixTree {
         new
     }
 
-    /// Adds a new unlocked leaf under `parent`.
-    fn add_leaf(&mut self, parent: u32, tokens: &[TokenId], slots: &[SlotId]) -> u32 {
+    /// Adds a new unlocked leaf under `parent`; `data` is its edge's tokens then slots.
+    fn add_leaf(&mut self, parent: u32, data: Arc<[u32]>) -> u32 {
         let p = &self.nodes[parent as usize];
         if parent != ROOT && p.is_leaf() && p.lock_ref == 0 {
             self.lru.remove(&(p.last_access, parent));
         }
         let stamp = self.tick();
-        let leaf = self.alloc_node(Node::new(tokens, slots, parent, stamp));
-        let first = tokens[0];
+        let (first, len) = (data[0], data.len() / 2);
+        let leaf = self.alloc_node(Node::from_data(data, parent, stamp, 0));
         let children = &mut self.nodes[parent as usize].children;
         let at = children.partition_point(|&(t, _)| t <= first);
         children.insert(at, (first, leaf));
         self.lru.insert((stamp, leaf));
-        self.evictable += tokens.len();
+        self.evictable += len;
         leaf
     }
 
@@ -484,6 +565,65 @@ impl RadixTree {
     fn free_node(&mut self, idx: u32) {
         self.nodes[idx as usize].release();
         self.free_nodes.push(idx);
+    }
+}
+
+/// Where a walk puts the matched slots: appended to `out`, except that when sharing, the first
+/// edge's are only noted until a second edge matches (a one-edge match is then shared).
+struct SlotCollector<'a> {
+    out: &'a mut Vec<SlotId>,
+    start: usize,
+    share: bool,
+    /// `(node, matched length)` of the one edge matched so far, not yet copied.
+    first: Option<(u32, usize)>,
+}
+
+impl<'a> SlotCollector<'a> {
+    fn new(out: &'a mut Vec<SlotId>, share: bool) -> Self {
+        let start = out.len();
+        Self {
+            out,
+            start,
+            share,
+            first: None,
+        }
+    }
+
+    /// Takes the first `m` slots of `child`'s edge; `rest` is how many key tokens were left
+    /// before this edge (what the output can still grow by).
+    #[inline]
+    fn add(&mut self, nodes: &[Node], child: u32, m: usize, rest: usize) {
+        if self.share && self.out.len() == self.start {
+            match self.first.take() {
+                None => {
+                    self.first = Some((child, m));
+                    return;
+                }
+                Some((node, m0)) => {
+                    // Sized for a full hit, so the copy never reallocates.
+                    self.out.reserve(m0 + rest);
+                    self.out
+                        .extend_from_slice(&nodes[node as usize].slots()[..m0]);
+                }
+            }
+        }
+        self.out
+            .extend_from_slice(&nodes[child as usize].slots()[..m]);
+    }
+
+    /// Drops what this walk collected.
+    fn undo(&mut self) {
+        self.out.truncate(self.start);
+        self.first = None;
+    }
+}
+
+/// The error for the invalid id at `ids[position]`.
+fn id_error<E: IdElem>(what: IdKind, ids: &[E], position: usize) -> RadixError {
+    RadixError::IdOutOfRange {
+        what,
+        position,
+        value: ids[position].value(),
     }
 }
 

@@ -319,3 +319,81 @@ fn allocator_and_tree_account_for_every_slot() {
     a.free(&freed).unwrap();
     assert_eq!(a.available(), CAP);
 }
+
+#[test]
+fn one_edge_match_is_shared_and_survives_split_and_eviction() {
+    let mut t = RadixTree::new(1);
+    t.insert(&seq(0..100), &seq(1000..1100)).unwrap();
+    let mut out = vec![7];
+    // Ends inside the edge: the commit splits it after the slots were taken.
+    let query: Vec<i64> = (0..60).chain([999]).collect();
+    let (n, _, shared) = t.match_prefix_shared(&query, &mut out).unwrap();
+    let shared = shared.expect("one edge matched");
+    assert_eq!(
+        (n, out.as_slice(), &*shared),
+        (60, &[7][..], &seq(1000..1060)[..])
+    );
+    assert_eq!(t.node_count(), 3);
+    t.check_integrity().unwrap();
+    // Two edges: copied.
+    let (n, _, two) = t.match_prefix_shared(&seq(0..80), &mut out).unwrap();
+    assert!(two.is_none());
+    assert_eq!((n, &out[1..]), (80, &seq(1000..1080)[..]));
+    // Evicting everything leaves the shared slots readable and unchanged.
+    let mut freed = Vec::new();
+    t.evict(usize::MAX, &mut freed);
+    assert_eq!(t.total_size(), 0);
+    assert_eq!(&*shared, &seq(1000..1060)[..]);
+    // Nothing matched: nothing shared.
+    assert!(t
+        .match_prefix_shared(&seq(0..5), &mut out)
+        .unwrap()
+        .2
+        .is_none());
+}
+
+#[test]
+fn wide_ids_are_validated_and_leave_the_tree_unchanged() {
+    let mut t = RadixTree::new(1);
+    t.insert(&[1, 2, 3], &[10, 11, 12]).unwrap();
+    let mut out = Vec::new();
+    let err = t.match_prefix_ids(&[1i64, 2, -1], &mut out).unwrap_err();
+    assert_eq!(
+        err,
+        RadixError::IdOutOfRange {
+            what: crate::IdKind::Token,
+            position: 2,
+            value: -1
+        }
+    );
+    assert!(out.is_empty());
+    assert_eq!((t.node_count(), t.stats().match_calls), (2, 0));
+    let bad_token = t.insert_ids_checked(&[1i64, 5, 1 << 32], &[10i32, 20, 21], |_, _| {
+        Ok::<_, RadixError>(())
+    });
+    assert!(matches!(
+        bad_token,
+        Err(RadixError::IdOutOfRange { position: 2, .. })
+    ));
+    let bad_slot = t.insert_ids_checked(&[1i64, 5, 6], &[10i32, 20, -21], |_, _| {
+        Ok::<_, RadixError>(())
+    });
+    assert!(matches!(
+        bad_slot,
+        Err(RadixError::IdOutOfRange {
+            what: crate::IdKind::Slot,
+            position: 2,
+            value: -21
+        })
+    ));
+    // Slots of the cached prefix are not read (the caller keeps them).
+    let (cached, _) = t
+        .insert_ids_checked(&[1i64, 2, 7], &[-1i32, -1, 30], |_, new| {
+            assert_eq!(new, &[30]);
+            Ok::<_, RadixError>(())
+        })
+        .unwrap();
+    assert_eq!(cached, 2);
+    assert_eq!(matched(&mut t, &[1, 2, 7]).1, vec![10, 11, 30]);
+    t.check_integrity().unwrap();
+}

@@ -208,8 +208,22 @@ fn run(page: usize, ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::Match(tokens) => {
+                // Every entry point, by the query's length: u32 tokens, int64 tokens read in
+                // place, and shared slots.
                 let mut slots = Vec::new();
-                let (n, h) = tree.match_prefix(&tokens, &mut slots);
+                let wide: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+                let (n, h) = match tokens.len() % 3 {
+                    0 => tree.match_prefix(&tokens, &mut slots),
+                    1 => tree.match_prefix_ids(&wide, &mut slots).unwrap(),
+                    _ => {
+                        let (n, h, shared) = tree.match_prefix_shared(&wide, &mut slots).unwrap();
+                        if let Some(shared) = shared {
+                            assert!(slots.is_empty());
+                            slots.extend_from_slice(&shared);
+                        }
+                        (n, h)
+                    }
+                };
                 let (mn, mslots, mnode) = model.walk(&tokens);
                 assert_eq!((n, &slots), (mn, &mslots));
                 seen.push((h, mnode));
@@ -217,7 +231,14 @@ fn run(page: usize, ops: Vec<Op>) {
             Op::Insert(tokens) => {
                 let slots: Vec<u32> = (next_slot..next_slot + tokens.len() as u32).collect();
                 next_slot += tokens.len() as u32;
-                let (cached, h) = tree.insert_and_match(&tokens, &slots).unwrap();
+                let (cached, h) = if tokens.len() % 2 == 0 {
+                    tree.insert_and_match(&tokens, &slots).unwrap()
+                } else {
+                    let wide: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+                    let narrow: Vec<i32> = slots.iter().map(|&s| s as i32).collect();
+                    tree.insert_ids_checked(&wide, &narrow, |_, _| Ok::<_, RadixError>(()))
+                        .unwrap()
+                };
                 let (mcached, mnode) = model.insert(&tokens, &slots);
                 assert_eq!(cached, mcached);
                 seen.push((h, mnode));
