@@ -32,6 +32,9 @@ import torch.nn.functional as F
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama8b import copy_bandwidth  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 # name -> (N, K) of the weight, as nn.Linear stores it.
 SHAPES = {
@@ -43,25 +46,6 @@ SHAPES = {
 }
 ROWS = (1, 2, 4, 8)
 ROTATE_BYTES = 400e6  # > 8x the H100's 50 MB L2
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy, bytes read + written per second (as benches/gpu_targets.py)."""
-    x = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        y.copy_(x)
-    end.record()
-    torch.cuda.synchronize()
-    seconds = start.elapsed_time(end) / 1e3 / 10
-    del x, y
-    torch.cuda.empty_cache()
-    return 2 * (2 << 30) / seconds
 
 
 def candidates(m: int, n: int, k: int) -> list[Any]:

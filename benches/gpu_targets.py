@@ -32,7 +32,13 @@ import matplotlib
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llama8b import DECODE_WEIGHT_BYTES, DUMMY_ENGINE_ARGS, LLAMA_8B, write_model_dir  # noqa: E402
+from llama8b import (  # noqa: E402
+    DECODE_WEIGHT_BYTES,
+    DUMMY_ENGINE_ARGS,
+    LLAMA_8B,
+    copy_bandwidth,
+    write_model_dir,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -49,26 +55,6 @@ JSON_SCHEMA = {
     },
     "required": ["name", "age", "tags", "bio"],
 }
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy, bytes read + written per second."""
-    x = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        y.copy_(x)
-    end.record()
-    torch.cuda.synchronize()
-    seconds = start.elapsed_time(end) / 1e3 / 10
-    del x, y
-    torch.cuda.empty_cache()
-    return 2 * (2 << 30) / seconds
 
 
 def ids(rng: random.Random, n: int, vocab: int) -> list[int]:
