@@ -38,7 +38,6 @@ class AttentionBackend(ABC):
     def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
         """Build what every layer of this step shares (index tensors, masks, plans)."""
 
-    @abstractmethod
     def forward(
         self,
         q: torch.Tensor,
@@ -48,6 +47,21 @@ class AttentionBackend(ABC):
         forward_batch: ForwardBatch,
     ) -> torch.Tensor:
         """Store k/v at `forward_batch.out_cache_loc`, return the attention output."""
+        self.kv_pool.store(layer_id, forward_batch.out_cache_loc, k, v)
+        if forward_batch.batch_size == 0:
+            return torch.empty_like(q)
+        return self.attend(q, k, v, layer_id, forward_batch)
+
+    @abstractmethod
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layer_id: int,
+        forward_batch: ForwardBatch,
+    ) -> torch.Tensor:
+        """Attention of a non-empty batch; `k`/`v` (the new tokens') are already in the pool."""
 
     # CUDA graphs (decode): allocate static buffers, then fill them at capture and at replay.
     def init_cuda_graph_state(self, max_batch_size: int, max_context_len: int) -> None:

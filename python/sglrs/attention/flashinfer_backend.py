@@ -128,7 +128,7 @@ class FlashInferBackend(AttentionBackend):
 
     # ---- the layer call ----------------------------------------------------------------
 
-    def forward(
+    def attend(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -137,9 +137,6 @@ class FlashInferBackend(AttentionBackend):
         forward_batch: ForwardBatch,
     ) -> torch.Tensor:
         fb = forward_batch
-        self.kv_pool.store(layer_id, fb.out_cache_loc, k, v)
-        if fb.batch_size == 0:
-            return torch.empty_like(q)
         dtype = self.kv_pool.dtype
         q = q.to(dtype).contiguous()
         cache = self.kv_pool.kv_pages(layer_id)

@@ -60,7 +60,7 @@ class TorchNativeBackend(AttentionBackend):
                 mask &= q_pos - k_pos < window
             self._extend_masks.append(mask)
 
-    def forward(
+    def attend(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -69,10 +69,7 @@ class TorchNativeBackend(AttentionBackend):
         forward_batch: ForwardBatch,
     ) -> torch.Tensor:
         fb = forward_batch
-        self.kv_pool.store(layer_id, fb.out_cache_loc, k, v)
         k_buf, v_buf = self.kv_pool.k_buffer(layer_id), self.kv_pool.v_buffer(layer_id)
-        if fb.batch_size == 0:
-            return torch.empty_like(q)
         if fb.mode.is_decode and self._cpu_decode:
             out = cpu_decode.paged_decode_attention(
                 q.to(k_buf.dtype),

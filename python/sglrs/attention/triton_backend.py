@@ -65,7 +65,7 @@ class TritonBackend(AttentionBackend):
         self._max_extend = int(fb.extend_lens_cpu.max())
         self._prefix_lens = fb.seq_lens - torch.diff(fb.qo_indptr)
 
-    def forward(
+    def attend(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -74,10 +74,7 @@ class TritonBackend(AttentionBackend):
         forward_batch: ForwardBatch,
     ) -> torch.Tensor:
         fb = forward_batch
-        self.kv_pool.store(layer_id, fb.out_cache_loc, k, v)
         out = torch.empty(q.shape, dtype=self.kv_pool.dtype, device=q.device)
-        if fb.batch_size == 0:
-            return out
         q = q.to(self.kv_pool.dtype)
         k_buf, v_buf = self.kv_pool.k_buffer(layer_id), self.kv_pool.v_buffer(layer_id)
         if fb.mode.is_decode:
