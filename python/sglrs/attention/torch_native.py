@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from sglrs.attention import cpu_decode, register_attention_backend
 from sglrs.attention.base import AttentionBackend
+from sglrs.kv_cache.pool import KVPool
+from sglrs.model_loader.config import ModelConfig
 from sglrs.runner.forward_batch import ForwardBatch
 
 
@@ -22,10 +24,14 @@ from sglrs.runner.forward_batch import ForwardBatch
 class TorchNativeBackend(AttentionBackend):
     name = "torch_native"
 
+    def __init__(self, config: ModelConfig, kv_pool: KVPool, device: torch.device) -> None:
+        super().__init__(config, kv_pool, device)
+        self._gqa = config.num_heads != config.num_kv_heads
+        # Fixed by the pool's device and dtype: decided once, not every step.
+        self._cpu_decode = cpu_decode.supports(self.device, kv_pool.dtype)
+
     def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
         fb = forward_batch
-        self._gqa = self.config.num_heads != self.config.num_kv_heads
-        self._cpu_decode = cpu_decode.supports(self.device, self.kv_pool.dtype)
         if fb.batch_size == 0:
             return
         if fb.mode.is_decode and self._cpu_decode:
