@@ -1,7 +1,9 @@
 """Cost of one scheduler step from Python: ``schedule()`` + ``update()`` incl. the numpy hand-off.
 
 Scenarios: steady decode of 32 / 256 / 1024 requests (512-token prompts, long max_new_tokens),
-and one prefill step admitting 64 requests with 2048-token prompts. The peer is a
+also planned ahead (``schedule_ahead`` while the previous step is in flight, then its
+``update``; timed alternately with the plain steps and reported as a ratio to them), and one
+prefill step admitting 64 requests with 2048-token prompts. The peer is a
 straightforward Python scheduler doing the same step (free-list slots, a compressed radix tree
 of Python nodes, numpy plan arrays built from lists), measured in the same run.
 Also replays a shared-prefix trace under fcfs / lpm / dfs-weight and reports the hit rates.
@@ -26,6 +28,7 @@ from sglrs.sched import Scheduler
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT, MAX_NEW = 512, 2048
 TARGETS_US = {"decode_32": 30, "decode_256": 100, "decode_1024": 300, "prefill_64x2048": 200}
+TARGETS_US.update({f"decode_{n}_ahead": TARGETS_US[f"decode_{n}"] for n in (32, 256, 1024)})
 
 
 def prompt(rid: int, n: int) -> list[int]:
@@ -187,7 +190,7 @@ def time_steps(step, n: int) -> list[float]:
     return out
 
 
-def decode_rust(n: int, steps: int) -> list[float]:
+def decoding_scheduler(n: int) -> Scheduler:
     s = Scheduler(
         capacity_tokens=n * (PROMPT + MAX_NEW + 8),
         max_running_requests=n,
@@ -199,15 +202,32 @@ def decode_rust(n: int, steps: int) -> list[float]:
         s.add_request(rid, prompt(rid, PROMPT), MAX_NEW, ignore_eos=True)
     plan = s.schedule()
     s.update(np.full(plan.num_sampled, 3, dtype=np.int32))
+    return s
+
+
+def decode_rust(n: int, steps: int) -> tuple[list[float], list[float]]:
+    """Plain steps (``schedule`` + ``update``) and steps planned ahead (``schedule_ahead`` of
+    N while U is in flight + ``update`` of U), timed alternately on two schedulers."""
+    plain, ahead = decoding_scheduler(n), decoding_scheduler(n)
     tokens = np.full(n, 3, dtype=np.int32)
 
-    def step() -> None:
-        s.schedule()
-        s.update(tokens)
+    def plain_step() -> None:
+        plain.schedule()
+        plain.update(tokens)
 
-    step()
-    assert s.stats()["running"] == n
-    return time_steps(step, steps)
+    def ahead_step() -> None:
+        assert ahead.schedule_ahead() is not None
+        ahead.update(tokens)
+
+    plain_step()
+    ahead.schedule()  # U in flight from here on
+    ahead_step()
+    assert plain.stats()["running"] == ahead.stats()["running"] == n
+    out_plain, out_ahead = [], []
+    for _ in range(steps // 10):
+        out_plain += time_steps(plain_step, 10)
+        out_ahead += time_steps(ahead_step, 10)
+    return out_plain, out_ahead
 
 
 def decode_python(n: int, steps: int) -> list[float]:
@@ -290,10 +310,13 @@ def hit_rates() -> dict[str, float]:
 def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     rows = []
+    ahead_rows = []
     for n, steps in ((32, 2000), (256, 1000), (1024, 400)):
-        rust = decode_rust(n, steps)
+        rust, ahead = decode_rust(n, steps)
         py = decode_python(n, max(steps // 10, 20))
         rows.append((f"decode_{n}", rust, py))
+        rows.append((f"decode_{n}_ahead", ahead, py))
+        ahead_rows.append((f"decode_{n}", rust, ahead))
     rows.append(("prefill_64x2048", prefill_rust(60), prefill_python(10)))
 
     results = []
@@ -320,6 +343,21 @@ def main() -> None:
                 "meets_target": r <= TARGETS_US[name],
             }
         )
+    print(f"{'ahead vs plain':<18}{'plain us':>10}{'ahead us':>10}{'ratio':>8}")
+    ahead_results = []
+    for name, plain, ahead in ahead_rows:
+        a, b = statistics.median(plain), statistics.median(ahead)
+        print(f"{name:<18}{a:>10.1f}{b:>10.1f}{b / a:>8.2f}")
+        ahead_results.append(
+            {
+                "scenario": name,
+                "plain_median_us": a,
+                "plain_min_us": min(plain),
+                "ahead_median_us": b,
+                "ahead_min_us": min(ahead),
+                "ahead_over_plain": b / a,
+            }
+        )
     hits = hit_rates()
     print("hit rate on the shared-prefix trace:", {k: round(v, 3) for k, v in hits.items()})
     print(f"lpm - fcfs hit rate: {hits['lpm'] - hits['fcfs']:+.3f}")
@@ -331,7 +369,9 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
     }
-    (RESULTS / "sched_step.json").write_text(json.dumps({**meta, "results": results}, indent=2))
+    (RESULTS / "sched_step.json").write_text(
+        json.dumps({**meta, "results": results, "ahead_vs_plain": ahead_results}, indent=2)
+    )
     (RESULTS / "sched_hit_rate.json").write_text(
         json.dumps({**meta, "trace": "8 prefixes x 16 requests interleaved", **hits}, indent=2)
     )
@@ -350,6 +390,7 @@ def plot(results: list[dict], hits: dict[str, float]) -> None:
     ax.bar(x + 0.2, [r["python_peer_median_us"] for r in results], 0.4, label="Python peer")
     ax.scatter(x - 0.2, [r["target_us"] for r in results], marker="_", s=400, c="k", label="target")
     ax.set_xticks(x, [r["scenario"] for r in results])
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_yscale("log")
     ax.set_ylabel("schedule + update, median us")
     ax.legend()

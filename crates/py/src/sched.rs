@@ -2,8 +2,9 @@
 //!
 //! One crossing per step each way: `schedule()` returns a `StepPlan` whose arrays are numpy
 //! arrays owning the Rust vectors (no copy); `update(token_ids, finished_mask)` takes one buffer
-//! of sampled tokens and returns the finished requests as three numpy arrays. The Rust work
-//! runs with the GIL released.
+//! of sampled tokens and returns the finished requests as three numpy arrays;
+//! `schedule_ahead()` plans the next step before the update of the one in flight. The Rust
+//! work runs with the GIL released.
 
 use std::sync::Arc;
 
@@ -242,6 +243,10 @@ pub struct PyStepPlan {
     num_tokens: usize,
     #[pyo3(get)]
     num_sampled: usize,
+    /// Negative entries of `input_ids` (a plan from `schedule_ahead`): `-(j + 1)` stands for
+    /// token `j` of the `token_ids` the previous plan's `update` receives.
+    #[pyo3(get)]
+    num_placeholders: usize,
 }
 
 impl PyStepPlan {
@@ -271,8 +276,12 @@ impl PyStepPlan {
         }
         // The per-token arrays: large in a prefill step, so their buffers are recycled.
         let big = |v: &mut Vec<i32>| buffers::pooled_to_numpy(py, v, pool).map(Bound::unbind);
-        let (batch_size, num_tokens, num_sampled) =
-            (p.batch_size(), p.num_tokens(), p.num_sampled());
+        let (batch_size, num_tokens, num_sampled, num_placeholders) = (
+            p.batch_size(),
+            p.num_tokens(),
+            p.num_sampled(),
+            p.num_placeholders,
+        );
         let out_cache_loc = big(&mut p.out_cache_loc)?;
         let table_slots = if p.table_slots_shared {
             out_cache_loc.clone_ref(py)
@@ -306,6 +315,7 @@ impl PyStepPlan {
             batch_size,
             num_tokens,
             num_sampled,
+            num_placeholders,
         })
     }
 }
@@ -318,11 +328,12 @@ impl PyStepPlan {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "StepPlan(kind={:?}, batch_size={}, num_tokens={}, num_sampled={})",
+            "StepPlan(kind={:?}, batch_size={}, num_tokens={}, num_sampled={}, num_placeholders={})",
             self.kind.bind(py).to_string(),
             self.batch_size,
             self.num_tokens,
-            self.num_sampled
+            self.num_sampled,
+            self.num_placeholders
         )
     }
 }
@@ -339,6 +350,37 @@ pub struct PyScheduler {
     done: FinishedBatch,
     tokens: Vec<u32>,
     finished: Vec<bool>,
+}
+
+impl PyScheduler {
+    /// Runs `plan` (GIL released) into the reused plan buffers; the plan as numpy arrays if
+    /// it planned a step.
+    fn plan_with(
+        &mut self,
+        py: Python<'_>,
+        plan: impl FnOnce(&mut Scheduler, &mut StepPlan) -> Result<bool, SchedError> + Send,
+    ) -> PyResult<Option<PyStepPlan>> {
+        let emit_kv = self.inner.config().emit_kv_indices;
+        let p = &mut self.plan;
+        for v in [
+            &mut p.input_ids,
+            &mut p.positions,
+            &mut p.out_cache_loc,
+            &mut p.table_slots,
+        ]
+        .into_iter()
+        .chain(emit_kv.then_some(&mut p.kv_indices))
+        {
+            if v.capacity() == 0 {
+                *v = POOL.take();
+            }
+        }
+        let (inner, buf) = (&mut self.inner, &mut self.plan);
+        if !py.detach(|| plan(inner, buf)).map_err(to_py_err)? {
+            return Ok(None);
+        }
+        PyStepPlan::from_plan(py, &mut self.plan, emit_kv, &POOL).map(Some)
+    }
 }
 
 #[pymethods]
@@ -452,31 +494,24 @@ impl PyScheduler {
 
     /// Plans the next step. Every plan (idle ones too) must be answered by `update`.
     fn schedule(&mut self, py: Python<'_>) -> PyResult<PyStepPlan> {
-        let emit_kv = self.inner.config().emit_kv_indices;
-        let p = &mut self.plan;
-        for v in [
-            &mut p.input_ids,
-            &mut p.positions,
-            &mut p.out_cache_loc,
-            &mut p.table_slots,
-        ]
-        .into_iter()
-        .chain(emit_kv.then_some(&mut p.kv_indices))
-        {
-            if v.capacity() == 0 {
-                *v = POOL.take();
-            }
-        }
-        let (inner, plan) = (&mut self.inner, &mut self.plan);
-        py.detach(|| inner.schedule_into_shared(plan))
-            .map_err(to_py_err)?;
-        PyStepPlan::from_plan(py, &mut self.plan, emit_kv, &POOL)
+        self.plan_with(py, |s, p| s.schedule_into_shared(p).map(|()| true))?
+            .ok_or_else(|| PyRuntimeError::new_err("schedule() planned no step"))
     }
 
-    /// Commits the plan in flight: one sampled token per request whose `sample_mask` was set
-    /// (plan order), and optionally a bool per such request that Python finished it. Returns
-    /// `(ids uint64, reasons uint8, matched_token_ids int32)` of the requests that finished now
-    /// or were aborted since the last update.
+    /// Plans the next step while exactly one plan awaits its `update`, as if it had completed
+    /// (overlap scheduling). Its sampled tokens appear in `input_ids` as placeholders
+    /// `-(j + 1)` (`j`: the index in that plan's `token_ids`). None when it cannot plan ahead
+    /// (the plan would be idle, or decode would need to retract): nothing changed; `update`
+    /// the plan in flight and `schedule` as usual. Updates then commit the plans oldest first.
+    fn schedule_ahead(&mut self, py: Python<'_>) -> PyResult<Option<PyStepPlan>> {
+        self.plan_with(py, Scheduler::schedule_ahead_into_shared)
+    }
+
+    /// Commits the oldest plan in flight: one sampled token per request whose `sample_mask`
+    /// was set (plan order), and optionally a bool per such request that Python finished it.
+    /// Returns `(ids uint64, reasons uint8, matched_token_ids int32)` of the requests that
+    /// finished now or were aborted since the last update. A row of a later plan (from
+    /// `schedule_ahead`) whose request finished here still takes a token, which is ignored.
     #[pyo3(signature = (token_ids, finished_mask=None))]
     fn update<'py>(
         &mut self,

@@ -16,7 +16,10 @@ use crate::scheduler::Scheduler;
 impl Scheduler {
     /// Fills `self.batch` with this step's prefill work: the chunked request's next chunk, then
     /// newly admitted requests in policy order. `num_decode` decode tokens share the step.
-    pub(crate) fn admit(&mut self, num_decode: usize) -> Result<(), SchedError> {
+    /// `ahead` (a plan made before the update of the step in flight): a request that can never
+    /// fit again is left for the next plain step to drop, so that admitting nothing changes
+    /// nothing.
+    pub(crate) fn admit(&mut self, num_decode: usize, ahead: bool) -> Result<(), SchedError> {
         let ps = self.kv.page;
         let mut rem_input = self.cfg.max_prefill_tokens as i64 - num_decode as i64;
         let chunking = self.cfg.chunked_prefill_size.is_some();
@@ -34,9 +37,11 @@ impl Scheduler {
             let remaining = r.remaining_fill();
             let len = r.slots.len();
             let mut extend = remaining.min(limit);
-            if !self.kv.make_free(self.kv.new_page_tokens(len, extend))? {
-                // Short of memory (decode grew meanwhile): a smaller chunk, or none this step.
-                extend = extend.min(self.kv.alloc.available() / ps * ps);
+            let room = self.kv.reclaimable();
+            if self.kv.new_page_tokens(len, extend) > room {
+                // Short of memory (decode grew meanwhile): a smaller chunk, or none this step
+                // (decided before evicting anything).
+                extend = extend.min(room / ps * ps);
                 if extend == 0 {
                     return Ok(());
                 }
@@ -47,7 +52,7 @@ impl Scheduler {
                 .extend_slots(&mut r.slots, extend, &mut self.pages)?
             {
                 return Err(SchedError::Integrity(
-                    "freed slots for a chunk but could not allocate them".into(),
+                    "a chunk within the reclaimable slots could not be allocated".into(),
                 ));
             }
             self.batch.push((ci, extend));
@@ -94,6 +99,9 @@ impl Scheduler {
             let fill = self.slab.get(idx).tokens.len();
             if self.kv.pages_for(fill) * ps > capacity {
                 // Only a retracted request can grow this long; it can never run again.
+                if ahead {
+                    continue;
+                }
                 left_queue = true;
                 self.drop_request(idx, FinishReason::AbortKvCapacity);
                 continue;

@@ -49,12 +49,18 @@ impl Scheduler {
             .expect("a retraction candidate")
     }
 
-    /// Gives every running request the slot of its next token.
-    pub(crate) fn prepare_decode(&mut self) -> Result<(), SchedError> {
-        if !self.kv.make_free(self.decode_need())? {
+    /// Gives every running request the slot of its next token, evicting from the tree and
+    /// then retracting if the pool is short. With `ahead` (a plan made before the update of
+    /// the step in flight) it retracts nothing: false, with nothing changed, if it would have to.
+    pub(crate) fn prepare_decode(&mut self, ahead: bool) -> Result<bool, SchedError> {
+        let mut need = self.decode_need();
+        if need > self.kv.reclaimable() {
+            if ahead {
+                return Ok(false);
+            }
             self.reclaim_for_decode()?;
+            need = self.decode_need();
         }
-        let need = self.decode_need();
         self.pages.clear();
         if !self.kv.alloc(need, &mut self.pages)? {
             return Err(SchedError::Integrity(format!(
@@ -66,7 +72,7 @@ impl Scheduler {
             self.kv
                 .assign(&mut self.slab.get_mut(i).slots, 1, &self.pages, &mut cursor);
         }
-        Ok(())
+        Ok(true)
     }
 
     fn reclaim_for_decode(&mut self) -> Result<(), SchedError> {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use crate::error::SchedError;
-use crate::request::ReqState;
+use crate::request::{is_placeholder, ReqState};
 use crate::scheduler::Scheduler;
 
 impl Scheduler {
@@ -11,7 +11,8 @@ impl Scheduler {
     /// no slot owned twice; page layout of every request's slots; lock state consistent with the
     /// requests' cached prefixes (nothing protected without a lock holder, and the protected
     /// size between the longest and the sum of the locked prefixes); table rows unique; queue
-    /// membership consistent with each request's state.
+    /// membership consistent with each request's state; the steps in flight (0, 1 or 2) refer
+    /// to admitted requests, and placeholder tokens only where a plan made ahead reads them.
     pub fn check_integrity(&self) -> Result<(), SchedError> {
         let fail = |m: String| Err(SchedError::Integrity(m));
         self.kv
@@ -64,16 +65,26 @@ impl Scheduler {
                     r.slots.len()
                 ));
             }
-            if !self.inflight_active
-                && r.state == ReqState::Running
-                && r.kv_len + 1 != r.tokens.len()
+            if self.num_inflight == 0
+                && (r.slots.len() != r.kv_len
+                    || (r.state == ReqState::Running && r.kv_len + 1 != r.tokens.len()))
             {
                 return fail(format!(
-                    "running request {} has {} computed of {} tokens",
+                    "request {} ({:?}): {} computed, {} tokens, {} slots, no step in flight",
                     r.id,
+                    r.state,
                     r.kv_len,
-                    r.tokens.len()
+                    r.tokens.len(),
+                    r.slots.len()
                 ));
+            }
+            // A placeholder only for the token of the older step in flight, read by the newer.
+            let placeholders = r.tokens.iter().filter(|&&t| is_placeholder(t)).count();
+            let at_end = r.tokens.last().is_some_and(|&t| is_placeholder(t))
+                && r.tokens.len() == r.slots.len()
+                && r.tokens.len() > r.kv_len + 1;
+            if placeholders > usize::from(self.num_inflight == 2 && at_end) {
+                return fail(format!("request {}: misplaced placeholder token", r.id));
             }
             if r.lock.is_some() != (r.cached_len > 0) {
                 return fail(format!(
@@ -126,6 +137,19 @@ impl Scheduler {
             return fail(format!(
                 "protected {protected} tokens with {locks} locks (longest {locked_max}, sum {locked_sum})"
             ));
+        }
+        if self.num_inflight > 2 {
+            return fail(format!("{} steps in flight", self.num_inflight));
+        }
+        for step in &self.inflight[..self.num_inflight] {
+            if step.rows.iter().filter(|e| e.sample).count() != step.num_sampled {
+                return fail("a step in flight miscounts its sampled rows".into());
+            }
+            for e in step.rows.iter().filter(|e| e.alive) {
+                if !self.slab.contains(e.idx) || self.slab.get(e.idx).state == ReqState::Waiting {
+                    return fail("a live row in flight refers to no admitted request".into());
+                }
+            }
         }
         if self
             .chunked

@@ -3,7 +3,9 @@
 //! Every step, [`Scheduler::schedule_into`] decides which requests run and which tokens they
 //! compute, and writes a data-only [`StepPlan`] (flat arrays: tokens, positions, KV slots and
 //! the writes that keep the runner's `req_to_token` table current). After the forward,
-//! [`Scheduler::update_into`] takes the sampled tokens and reports finished requests.
+//! [`Scheduler::update_into`] takes the sampled tokens and reports finished requests. For
+//! overlap scheduling, [`Scheduler::schedule_ahead_into`] plans the next step while one is
+//! still in flight (its sampled tokens appear as placeholders); updates commit oldest first.
 //!
 //! The scheduler owns the KV slots and a radix tree over token ids (`sglrs-radix`): admitted
 //! requests reuse cached prefixes, every prefilled chunk is cached at once so concurrent
@@ -13,6 +15,7 @@
 //! `docs/design.md` for the KV ownership protocol and the plan contract.
 
 mod admission;
+mod ahead;
 mod config;
 mod decode;
 mod dfs;

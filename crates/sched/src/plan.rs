@@ -38,7 +38,9 @@ pub struct StepPlan {
     pub seq_lens: Vec<i32>,
     /// `[B + 1]`, cumulative `extend_lens`.
     pub qo_indptr: Vec<i32>,
-    /// `[T]` new tokens, their positions and the slot each one's K/V goes to.
+    /// `[T]` new tokens, their positions and the slot each one's K/V goes to. In a plan made
+    /// ahead (`Scheduler::schedule_ahead_into`), an input id `-(j + 1)` stands for the token
+    /// sampled at index `j` of the step still in flight (see `num_placeholders`).
     pub input_ids: Vec<i32>,
     pub positions: Vec<i32>,
     pub out_cache_loc: Vec<i32>,
@@ -55,6 +57,8 @@ pub struct StepPlan {
     pub table_slots_shared: bool,
     /// The request samples a token this step (false for a prefill chunk that is not the last).
     pub sample_mask: Vec<bool>,
+    /// Negative (placeholder) entries of `input_ids`; 0 unless the plan was made ahead.
+    pub num_placeholders: usize,
     /// Requests that left the running set since the previous plan.
     pub finished_ids: Vec<u64>,
     pub aborted_ids: Vec<u64>,
@@ -68,6 +72,7 @@ impl StepPlan {
     pub fn clear(&mut self) {
         self.kind = StepKind::Idle;
         self.table_slots_shared = false;
+        self.num_placeholders = 0;
         for v in [
             &mut self.req_pool_indices,
             &mut self.prefix_lens,

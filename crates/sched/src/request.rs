@@ -67,6 +67,17 @@ pub struct RequestOptions {
     pub max_cached_prefix: Option<usize>,
 }
 
+/// The token a plan made ahead reads in place of the one sampled at index `j` of the step in
+/// flight: `-(j + 1)` as int32 (stored as u32 until `update` writes the real token over it).
+pub(crate) fn placeholder(j: u32) -> u32 {
+    (-(i64::from(j) + 1)) as i32 as u32
+}
+
+/// Real token ids are below 2^31 (checked at `add_request` and `update`); placeholders are not.
+pub(crate) fn is_placeholder(token: u32) -> bool {
+    token > i32::MAX as u32
+}
+
 /// Output tokens (and their slots) a request's vectors have room for before they regrow.
 pub(crate) const OUTPUT_RESERVE: usize = 1024;
 
@@ -103,6 +114,10 @@ pub(crate) struct Request {
     pub row: Option<u32>,
     /// First position whose slot the runner's table row does not have yet.
     pub table_dirty_from: usize,
+    /// Round of the last plan in which it sampled (0: never), and its index among that plan's
+    /// sampled rows: a plan made ahead of that one's update reads the token as a placeholder.
+    pub sample_round: u64,
+    pub sample_index: u32,
 
     /// Scheduling round at which it (re)entered the waiting queue.
     pub enqueued_round: u64,
@@ -146,6 +161,8 @@ impl Request {
             lock: None,
             row: None,
             table_dirty_from: 0,
+            sample_round: 0,
+            sample_index: 0,
             enqueued_round: round,
             overtakes: 0,
             match_len: 0,
@@ -160,9 +177,9 @@ impl Request {
         self.max_new_tokens.saturating_sub(self.generated())
     }
 
-    /// Tokens still to prefill before the request can sample.
+    /// Tokens still to prefill (given slots by no plan yet) before the request can sample.
     pub fn remaining_fill(&self) -> usize {
-        self.tokens.len() - self.kv_len
+        self.tokens.len() - self.slots.len()
     }
 
     /// The finish condition after `token` was appended (`python` = finished in Python).

@@ -12,14 +12,38 @@ use crate::ratio::NewTokenRatio;
 use crate::request::{FinishReason, ReqState, Request, RequestOptions};
 use crate::slab::Slab;
 
-/// One request of the plan in flight.
+/// One request of a plan in flight.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Inflight {
     pub idx: u32,
     pub extend: usize,
     pub sample: bool,
-    /// False once the request was aborted while the step ran.
+    /// False once the request left (aborted, or finished by the update of an earlier step)
+    /// while the step ran: its update ignores the row.
     pub alive: bool,
+}
+
+/// A plan awaiting its `update` (at most two: one planned ahead of the other's update).
+#[derive(Debug, Default)]
+pub(crate) struct InflightStep {
+    pub rows: Vec<Inflight>,
+    /// The scheduling round that planned it.
+    pub round: u64,
+    pub num_sampled: usize,
+    /// Rows whose sampled token is their request's last by `max_new_tokens`.
+    pub num_last: usize,
+    /// Rows (indices into `rows`) whose prefill ends in this step: they decode next.
+    pub promoted: Vec<u32>,
+}
+
+impl InflightStep {
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.promoted.clear();
+        self.num_sampled = 0;
+        self.num_last = 0;
+        self.round = 0;
+    }
 }
 
 /// Counters and gauges; see `Scheduler::stats`.
@@ -66,8 +90,11 @@ pub struct Scheduler {
     pub(crate) ratio: NewTokenRatio,
     pub(crate) round: u64,
     pub(crate) next_arrival: u64,
-    pub(crate) inflight: Vec<Inflight>,
-    pub(crate) inflight_active: bool,
+    /// Plans awaiting their update, oldest first; the first `num_inflight` are live.
+    pub(crate) inflight: [InflightStep; 2],
+    pub(crate) num_inflight: usize,
+    /// The decode set of a plan made ahead (`running` as if the step in flight had completed).
+    pub(crate) ahead_running: Vec<u32>,
     // Requests that left the running set since the last plan.
     pub(crate) pending_finished: Vec<u64>,
     pub(crate) pending_aborted: Vec<u64>,
@@ -103,8 +130,9 @@ impl Scheduler {
             chunked: None,
             round: 0,
             next_arrival: 0,
-            inflight: Vec::new(),
-            inflight_active: false,
+            inflight: Default::default(),
+            num_inflight: 0,
+            ahead_running: Vec::new(),
             pending_finished: Vec::new(),
             pending_aborted: Vec::new(),
             pending_retracted: Vec::new(),
@@ -196,8 +224,8 @@ impl Scheduler {
             self.waiting.remove(pos);
             self.drop_request(idx, FinishReason::Abort);
         } else {
-            if self.inflight_active {
-                for e in self.inflight.iter_mut().filter(|e| e.idx == idx) {
+            for step in &mut self.inflight[..self.num_inflight] {
+                for e in step.rows.iter_mut().filter(|e| e.idx == idx) {
                     e.alive = false;
                 }
             }
@@ -298,9 +326,10 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Empties the radix cache; only when no request is admitted (false otherwise).
+    /// Empties the radix cache; only when no request is admitted and no plan is in flight
+    /// (false otherwise).
     pub fn flush_cache(&mut self) -> Result<bool, SchedError> {
-        if self.inflight_active
+        if self.num_inflight > 0
             || !self.running.is_empty()
             || self.free_rows.len() < self.cfg.max_running_requests
         {

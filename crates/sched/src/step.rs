@@ -2,6 +2,7 @@
 
 use crate::error::SchedError;
 use crate::plan::{StepKind, StepPlan};
+use crate::request::{placeholder, ReqState};
 use crate::scheduler::{Inflight, Scheduler};
 
 impl Scheduler {
@@ -25,22 +26,43 @@ impl Scheduler {
     }
 
     fn schedule_step(&mut self, plan: &mut StepPlan, share: bool) -> Result<(), SchedError> {
-        if self.inflight_active {
+        if self.num_inflight > 0 {
             return Err(SchedError::StepInFlight);
         }
+        let planned = self.plan_step(plan, share, None)?;
+        debug_assert!(planned);
+        Ok(())
+    }
+
+    /// Chooses the step and writes its plan. `ahead` (the round of the step in flight, with
+    /// `running` already replaced by the decode set as if that step had completed): returns
+    /// false, having changed nothing, when the plan would be idle or decode would need to
+    /// reclaim slots by retraction.
+    pub(crate) fn plan_step(
+        &mut self,
+        plan: &mut StepPlan,
+        share: bool,
+        ahead: Option<u64>,
+    ) -> Result<bool, SchedError> {
         plan.clear();
         self.round += 1;
         self.batch.clear();
         let mut decode_ready = false;
         if self.cfg.enable_mixed_chunk && !self.running.is_empty() {
-            self.prepare_decode()?;
+            if !self.prepare_decode(ahead.is_some())? {
+                self.round -= 1;
+                return Ok(false);
+            }
             decode_ready = true;
         }
         let num_decode = if decode_ready { self.running.len() } else { 0 };
-        self.admit(num_decode)?;
+        self.admit(num_decode, ahead.is_some())?;
         let has_prefill = !self.batch.is_empty();
         if !has_prefill && !decode_ready && !self.running.is_empty() {
-            self.prepare_decode()?;
+            if !self.prepare_decode(ahead.is_some())? {
+                self.round -= 1;
+                return Ok(false);
+            }
             decode_ready = true;
         }
         let has_decode = decode_ready && !self.running.is_empty();
@@ -54,13 +76,17 @@ impl Scheduler {
             self.batch.extend(self.running.iter().map(|&i| (i, 1)));
             self.ratio.on_decode_step();
         } else if plan.kind == StepKind::Idle {
+            if ahead.is_some() {
+                self.round -= 1;
+                return Ok(false);
+            }
             self.ratio.on_idle();
         }
-        self.write_plan(plan, share);
+        self.write_plan(plan, share, ahead);
         plan.finished_ids.append(&mut self.pending_finished);
         plan.aborted_ids.append(&mut self.pending_aborted);
         plan.retracted_ids.append(&mut self.pending_retracted);
-        Ok(())
+        Ok(true)
     }
 
     /// Convenience: plans the next step into a new `StepPlan`.
@@ -71,18 +97,20 @@ impl Scheduler {
     }
 
     /// Writes `self.batch` (request, new tokens) into the plan's flat arrays and records it
-    /// as the step in flight. With `share`, `table_slots` is left to `out_cache_loc` when the
-    /// two would be equal.
-    fn write_plan(&mut self, plan: &mut StepPlan, share: bool) {
+    /// as a step in flight. With `share`, `table_slots` is left to `out_cache_loc` when the
+    /// two would be equal. With `ahead` (the round of the step in flight), a request that
+    /// samples in that step reads its token as a placeholder.
+    fn write_plan(&mut self, plan: &mut StepPlan, share: bool, ahead: Option<u64>) {
         let emit_kv = self.cfg.emit_kv_indices;
         let (mut tokens, mut table, mut kv) = (0, 0, 0);
         let mut only_new = true;
         for &(i, extend) in &self.batch {
             let r = self.slab.get(i);
+            let seq = r.slots.len();
             tokens += extend;
-            table += r.kv_len + extend - r.table_dirty_from;
-            kv += r.kv_len + extend;
-            only_new &= r.table_dirty_from == r.kv_len;
+            table += seq - r.table_dirty_from;
+            kv += seq;
+            only_new &= r.table_dirty_from == seq - extend;
         }
         plan.table_slots_shared = share && only_new;
         if plan.table_slots_shared {
@@ -94,11 +122,23 @@ impl Scheduler {
         if emit_kv {
             plan.kv_indptr.push(0);
         }
-        self.inflight.clear();
+        let ahead_round = ahead.unwrap_or(0);
+        let round = self.round;
+        let step = &mut self.inflight[self.num_inflight];
+        step.clear();
+        step.round = round;
         for &(i, extend) in &self.batch {
             let r = self.slab.get_mut(i);
-            let (prefix, seq) = (r.kv_len, r.kv_len + extend);
-            debug_assert_eq!(r.slots.len(), seq);
+            let reads_placeholder = ahead_round != 0 && r.sample_round == ahead_round;
+            if reads_placeholder {
+                // It samples in the step in flight: that token is this row's input.
+                debug_assert_eq!((extend, r.tokens.len() + 1), (1, r.slots.len()));
+                r.tokens.push(placeholder(r.sample_index));
+                plan.num_placeholders += 1;
+            }
+            let seq = r.slots.len();
+            let prefix = seq - extend;
+            debug_assert!(prefix >= r.kv_len && seq <= r.tokens.len());
             let row = r.row.expect("an admitted request has a table row") as i32;
             plan.req_ids.push(r.id);
             plan.req_pool_indices.push(row);
@@ -128,23 +168,32 @@ impl Scheduler {
             }
             let sample = seq == r.tokens.len();
             plan.sample_mask.push(sample);
-            self.inflight.push(Inflight {
+            if sample {
+                r.sample_round = round;
+                r.sample_index = step.num_sampled as u32;
+                step.num_last += usize::from(r.generated() + 1 >= r.max_new_tokens);
+                if r.state == ReqState::Prefilling && !reads_placeholder {
+                    step.promoted.push(step.rows.len() as u32);
+                }
+                step.num_sampled += 1;
+            }
+            step.rows.push(Inflight {
                 idx: i,
                 extend,
                 sample,
                 alive: true,
             });
         }
-        self.inflight_active = true;
+        self.num_inflight += 1;
     }
 }
 
-/// Token and slot ids as the plan's int32: every id is below 2^31 (tokens are checked at
+/// Token and slot ids as the plan's int32: real ids are below 2^31 (tokens are checked at
 /// `add_request`, slots are below the capacity, itself at most `i32::MAX`), where the two
-/// types have the same values; a plain copy (memcpy) instead of a per-element conversion.
+/// types have the same values, and a placeholder's u32 is the bit pattern of its negative
+/// int32; a plain copy (memcpy) instead of a per-element conversion.
 #[inline]
 fn as_i32(ids: &[u32]) -> &[i32] {
-    debug_assert!(ids.iter().all(|&x| x <= i32::MAX as u32));
     // SAFETY: u32 and i32 have the same size and alignment and every bit pattern is valid.
     unsafe { std::slice::from_raw_parts(ids.as_ptr().cast::<i32>(), ids.len()) }
 }

@@ -42,6 +42,16 @@ def all_gather_last_dim(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def broadcast_from_first(x: torch.Tensor) -> torch.Tensor:
+    """TP rank 0's `x` on every rank, in place (same shape and dtype everywhere); a device
+    collective, so it queues behind the device work without a host sync."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1:
+        return x
+    dist.broadcast(x, dist.get_global_rank(tp.device_group, 0), group=tp.device_group)
+    return x
+
+
 def all_reduce_min_int(value: int) -> int:
     """The smallest `value` over the ranks (e.g. the KV capacity every rank can hold)."""
     tp = get_tp_group()

@@ -35,7 +35,7 @@ PLAN_ARRAYS = (
     "kv_indptr",
     "kv_indices",
 )
-PLAN_COUNTS = ("batch_size", "num_tokens", "num_sampled")
+PLAN_COUNTS = ("batch_size", "num_tokens", "num_sampled", "num_placeholders")
 OP_FORWARD, OP_STOP, OP_HEARTBEAT = "forward", "stop", "heartbeat"
 _ALIGN = 8
 _HEADER_LEN = 4
@@ -87,7 +87,7 @@ def encode_step(plan: Any, all_logits_req_ids: list[int]) -> bytes:
         value = getattr(plan, name, None)
         if value is not None:
             arrays.append((name, np.ascontiguousarray(value).reshape(-1)))
-    counts = [int(getattr(plan, name, -1)) for name in PLAN_COUNTS]
+    counts = [int(getattr(plan, name, 0)) for name in PLAN_COUNTS]
     header = _Header(
         op=OP_FORWARD,
         kind=str(plan.kind),

@@ -4,6 +4,12 @@ One step: the Rust scheduler plans (`schedule`), the model runner runs the plan,
 picks one token per sampling request (grammar masks for the whole batch filled in one Rust
 call), Python-side finishes are decided (stop strings, grammar end), and the scheduler commits
 the step (`update`). Each step crosses the Rust boundary twice, with flat arrays.
+
+Overlap scheduling (GPU): step N+1 is planned (`schedule_ahead`) and launched while step N
+still runs; N+1's input ids for requests that sampled in N are placeholders the runner fills
+on the device from N's sampled tokens. Then the host reads N's tokens, decides N's finishes,
+commits N (`update`) and sends its outputs, and queues N+1's sampling behind N+1's forward. A
+request that finishes in N has a dead row in N+1 whose token is dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 import torch
 
 from sglrs.engine.grammar_manager import GrammarManager
+from sglrs.engine.inflight import InflightStep
 from sglrs.engine.request_state import RequestState
 from sglrs.engine.tokenizer_setup import load_server_tokenizer
 from sglrs.ipc import messages as msg
@@ -106,10 +113,10 @@ class EngineCore:
         max_running = max_running_requests(args, self.device)
         runner = build_model_runner(args, self.device)
         self.runner = PlanBroadcastRunner(runner) if get_tp_size() > 1 else runner
-        # Overlap: a step's outputs are built and sent while the GPU runs the next forward.
+        # Overlap: plan and launch step N+1 before reading step N's tokens (GPU only: on the
+        # CPU every forward is synchronous, so there is nothing to overlap).
         self.overlap = self.device.type == "cuda" and not args.disable_overlap_schedule
-        self._pending: tuple[Any, dict[int, Any]] | None = None
-        self.emit: Any = None  # set by the step loop: sends TokenOuts mid-step
+        self._inflight: InflightStep | None = None
         self.context_length = self.runner.context_length
         self.tokenizer = load_server_tokenizer(args)
         self.eos_token_ids = eos_token_ids(self.tokenizer, args.model_path)
@@ -143,6 +150,7 @@ class EngineCore:
         self._ids = itertools.count(1)
         self._abort_messages: dict[int, str] = {}
         self._matched_stop: dict[int, str] = {}  # stop string that finished a request
+        self.last_step: tuple[str, int, int] | None = None  # (kind, batch, new tokens)
 
     # ---- facts -----------------------------------------------------------------------------
 
@@ -170,15 +178,7 @@ class EngineCore:
         }
 
     def has_work(self) -> bool:
-        return bool(self.requests) or self._pending is not None
-
-    def flush_pending(self) -> list[msg.TokenOut]:
-        """The deferred outputs of the last step (overlap mode), committed now."""
-        if self._pending is None:
-            return []
-        finished, new_tokens = self._pending
-        self._pending = None
-        return self._commit(finished, new_tokens)
+        return bool(self.requests) or self._inflight is not None
 
     def stats(self) -> dict[str, Any]:
         s = dict(self.scheduler.stats())
@@ -195,7 +195,7 @@ class EngineCore:
         self.scheduler.check_integrity()
 
     def flush_cache(self) -> bool:
-        if self.requests or self._pending is not None:
+        if self.requests or self._inflight is not None:
             return False
         return bool(self.scheduler.flush_cache())
 
@@ -271,7 +271,7 @@ class EngineCore:
             self.stops.add(state.id, p, state.prompt_ids[-PROMPT_TAIL_TOKENS:])
 
     def abort(self, rid: str | None, abort_all: bool, message: str) -> list[msg.TokenOut]:
-        outs = self.flush_pending()  # finished requests leave before anything is aborted
+        outs: list[msg.TokenOut] = []
         targets = list(self.requests.values()) if abort_all else []
         if rid is not None and rid in self.by_rid:
             targets.append(self.requests[self.by_rid[rid]])
@@ -280,7 +280,8 @@ class EngineCore:
                 outs.append(self._abort_out(state.rid, len(state.prompt_ids), message, None))
                 self._release(state.id)
             else:
-                self.scheduler.abort(state.id)  # reported by the next update
+                # Reported by the next update; a token of a step in flight is dropped.
+                self.scheduler.abort(state.id)
                 self._abort_messages[state.id] = message
         return outs
 
@@ -288,28 +289,18 @@ class EngineCore:
 
     @torch.inference_mode()
     def step(self) -> list[msg.TokenOut]:
-        outs: list[msg.TokenOut] = []
-        if self.grammar is not None:
-            done, failed = self.grammar.ready()
-            for state, reason in failed:
-                self._release(state.id)
-                outs.append(self._abort_out(state.rid, len(state.prompt_ids), reason, 400))
-            for state in done:
-                try:
-                    self._admit(state)
-                except ValueError as e:
-                    self._release(state.id)
-                    outs.append(self._abort_out(state.rid, len(state.prompt_ids), str(e), 400))
-        plan = self.scheduler.schedule()
-        for rid, prefix in zip(plan.req_ids.tolist(), plan.prefix_lens.tolist(), strict=True):
-            state = self.requests.get(rid)
-            if state is not None and state.cached_tokens < 0:
-                state.cached_tokens = prefix  # the prefix matched at admission
-        for rid in plan.retracted_ids.tolist():
-            if rid in self.requests:
-                self.requests[rid].num_retractions += 1
+        outs = self._admit_grammar_ready()
+        ahead, plan = self._inflight, None
+        if ahead is not None:
+            plan = self.scheduler.schedule_ahead()
+            if plan is None:  # nothing to plan before the step in flight is known
+                self._inflight = None
+                outs.extend(self._resolve(ahead))
+                ahead = None
+        if plan is None:
+            plan = self.scheduler.schedule()
+        self._note_plan(plan)
         if plan.kind == "idle":
-            outs.extend(self.flush_pending())
             outs.extend(self._commit(self.scheduler.update(np.empty(0, np.int64)), {}))
             return outs
         prompt_lp = [
@@ -320,39 +311,76 @@ class EngineCore:
         sampled = [self.requests[i] for i in plan.req_ids[plan.sample_mask].tolist()]
         if sampled:  # before the forward: its host-to-device copies must not wait for the GPU
             self.sampling.update(sampled)
-        result = self.runner.forward(plan, prompt_lp)
+        prev = ahead.tokens if ahead is not None and plan.num_placeholders else None
+        result = self.runner.forward(plan, prompt_lp, prev)
         self._collect_prompt_logprobs(plan, result.all_logits)
-        new_tokens: dict[int, Any] = {}
-        finished_mask = np.zeros(len(sampled), dtype=bool)
+        if ahead is not None:  # the GPU runs this step's forward meanwhile
+            self._inflight = None
+            outs.extend(self._resolve(ahead))
+        tokens = logprobs = None
         if sampled:
-            # The forward is queued on the GPU: fill grammar masks meanwhile.
+            # Grammar masks after the step before was resolved: they need its tokens.
             bitmask, rows = self._grammar_masks(sampled)
             out = sample(result.logits, self.sampling, bitmask, rows)
-            self._emit_pending()  # the last step's outputs, while the GPU works
-            tokens = out.next_token_ids.tolist()
-            for j, (state, token) in enumerate(zip(sampled, tokens, strict=True)):
-                lp = out.logprobs[j] if out.logprobs is not None else None
-                new_tokens[state.id] = (token, lp)
-                state.output_ids.append(token)
-                finished_mask[j] = self._grammar_or_prefill_finish(state, token)
-            self._stop_string_finishes(sampled, tokens, finished_mask)
-            token_array = np.asarray(tokens, dtype=np.int64)
+            tokens, logprobs = out.next_token_ids, out.logprobs
+        step = InflightStep.launch(plan, sampled, tokens, logprobs)
+        if self.overlap:
+            self._inflight = step
         else:
-            self._emit_pending()
-            token_array = np.empty(0, dtype=np.int64)
-        finished = self.scheduler.update(token_array, finished_mask)
-        if self.overlap and self.emit is not None:
-            self._pending = (finished, new_tokens)  # committed during the next step's forward
-        else:
-            outs.extend(self._commit(finished, new_tokens))
+            outs.extend(self._resolve(step))
         return outs
 
-    def _emit_pending(self) -> None:
-        if self._pending is not None and self.emit is not None:
-            self.emit(self.flush_pending())
+    def _admit_grammar_ready(self) -> list[msg.TokenOut]:
+        """Requests whose grammar finished compiling enter the scheduler (or fail)."""
+        outs: list[msg.TokenOut] = []
+        if self.grammar is None:
+            return outs
+        done, failed = self.grammar.ready()
+        for state, reason in failed:
+            self._release(state.id)
+            outs.append(self._abort_out(state.rid, len(state.prompt_ids), reason, 400))
+        for state in done:
+            try:
+                self._admit(state)
+            except ValueError as e:
+                self._release(state.id)
+                outs.append(self._abort_out(state.rid, len(state.prompt_ids), str(e), 400))
+        return outs
+
+    def _note_plan(self, plan: Any) -> None:
+        self.last_step = (plan.kind, len(plan.req_ids), len(plan.input_ids))
+        for rid, prefix in zip(plan.req_ids.tolist(), plan.prefix_lens.tolist(), strict=True):
+            state = self.requests.get(rid)
+            if state is not None and state.cached_tokens < 0:
+                state.cached_tokens = prefix  # the prefix matched at admission
+        for rid in plan.retracted_ids.tolist():
+            if rid in self.requests:
+                self.requests[rid].num_retractions += 1
+
+    def _live(self, state: RequestState) -> bool:
+        """Still running: not finished nor aborted since a step that holds it was launched."""
+        return self.requests.get(state.id) is state and state.id not in self._abort_messages
+
+    def _resolve(self, step: InflightStep) -> list[msg.TokenOut]:
+        """Read a launched step's tokens, decide the finishes Python owns, commit it."""
+        tokens = step.host_tokens()
+        new_tokens: dict[int, Any] = {}
+        finished_mask = np.zeros(len(tokens), dtype=bool)
+        live: list[int] = []
+        for j, (state, token) in enumerate(zip(step.sampled, tokens, strict=True)):
+            if not self._live(state):
+                continue  # a dead row: the scheduler drops its token too
+            lp = step.logprobs[j] if step.logprobs is not None else None
+            new_tokens[state.id] = (token, lp)
+            state.output_ids.append(token)
+            finished_mask[j] = self._grammar_or_prefill_finish(state, token)
+            live.append(j)
+        self._stop_string_finishes(step.sampled, tokens, live, finished_mask)
+        finished = self.scheduler.update(np.asarray(tokens, dtype=np.int64), finished_mask)
+        return self._commit(finished, new_tokens)
 
     def _grammar_masks(self, sampled: list[RequestState]) -> tuple[Any, Any]:
-        rows = [j for j, s in enumerate(sampled) if s.matcher is not None]
+        rows = [j for j, s in enumerate(sampled) if s.matcher is not None and self._live(s)]
         if not rows:
             return None, None
         from sglrs.grammar import allocate_bitmask, fill_bitmasks
@@ -375,15 +403,19 @@ class EngineCore:
         return bool(state.matcher.is_terminated())
 
     def _stop_string_finishes(
-        self, sampled: list[RequestState], tokens: list[int], finished_mask: np.ndarray
+        self,
+        sampled: list[RequestState],
+        tokens: list[int],
+        live: list[int],
+        finished_mask: np.ndarray,
     ) -> None:
-        """Stop strings for the whole step in one batched decode (DecodeStreams.step)."""
+        """Stop strings for the step's live rows in one batched decode (DecodeStreams.step)."""
         if self.stops is None:
             return
         rows = [
             j
-            for j, state in enumerate(sampled)
-            if state.has_stop_strings
+            for j in live
+            if (state := sampled[j]).has_stop_strings
             and state.params.max_new_tokens != 0
             and state.id in self.stops.streams
         ]

@@ -19,6 +19,7 @@ from typing import Any
 
 import zmq
 
+from sglrs.engine.step_trace import StepTrace
 from sglrs.ipc import messages as msg
 from sglrs.server_args import ServerArgs
 
@@ -105,15 +106,20 @@ class _Loop:
         self.to_tokenizer = to_tokenizer
         self.running = True
         self.last_check = time.monotonic()
-        core.emit = self._emit  # overlap mode sends a step's outputs during the next forward
+        self.trace = StepTrace.from_env()
 
     def run(self) -> None:
         while self.running:
             self._receive(block=not self.core.has_work())
             if not self.running:
                 break
+            start = time.perf_counter()
             outs = self.core.step()
+            if self.trace is not None:
+                self.trace.record(start, self.core.last_step)
             self._emit(outs)
+            if self.trace is not None and not self.core.has_work():
+                self.trace.flush()
             if not self.core.has_work() and time.monotonic() - self.last_check > 1.0:
                 self.core.check_integrity()  # cheap when idle; catches KV leaks early
                 self.core.heartbeat()  # tensor parallel: a dead rank fails the server now

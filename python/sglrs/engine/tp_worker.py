@@ -3,8 +3,9 @@
 Rank 0 runs the whole EngineCore (Rust scheduler, sampler, grammar, stop strings); before each
 forward it broadcasts the step's plan as one compact byte buffer (`plan_wire`). Every other rank
 runs `run_tp_worker_process`: receive a plan, run the same forward on its shard (the collectives
-inside meet rank 0's), repeat until rank 0 broadcasts stop. Only rank 0 samples, so sampled ids
-never cross ranks: they reach the followers as the next plan's input ids.
+inside meet rank 0's), repeat until rank 0 broadcasts stop. Only rank 0 samples; sampled ids
+reach the followers as the next plan's input ids, except the placeholders of a plan made ahead
+(overlap scheduling): rank 0 then broadcasts the previous step's sampled ids on the device.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from sglrs.distributed import Topology, broadcast_bytes, init_tensor_parallel
+from sglrs.distributed.comm import broadcast_from_first
 from sglrs.distributed.plan_wire import (
     OP_HEARTBEAT,
     OP_STOP,
@@ -70,10 +72,12 @@ class PlanBroadcastRunner:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.runner, name)
 
-    def forward(self, plan: Any, all_logits_req_ids: Any = ()) -> Any:
+    def forward(self, plan: Any, all_logits_req_ids: Any = (), prev_tokens: Any = None) -> Any:
         ids = [int(r) for r in all_logits_req_ids]
         broadcast_bytes(encode_step(plan, ids))
-        return self.runner.forward(plan, ids)
+        if plan.num_placeholders:
+            broadcast_from_first(prev_tokens)
+        return self.runner.forward(plan, ids, prev_tokens)
 
     def heartbeat(self) -> None:
         """While idle: fails (raises) if another rank has died."""
@@ -92,15 +96,21 @@ class PlanBroadcastRunner:
 
 def follow_plans(runner: Any) -> int:
     """A follower's step loop; returns the number of forwards run."""
-    steps = 0
+    steps, last_sampled = 0, 0
     while True:
         message = decode_step(broadcast_bytes(None))
         if message.op == OP_STOP:
             return steps
         if message.op == OP_HEARTBEAT:
             continue
+        plan, prev = message.plan, None
+        assert plan is not None
         with torch.inference_mode():
-            runner.forward(message.plan, message.all_logits_req_ids)
+            if plan.num_placeholders:  # rank 0's sampled ids of the previous plan
+                prev = torch.empty(last_sampled, dtype=torch.int64, device=runner.device)
+                broadcast_from_first(prev)
+            runner.forward(plan, message.all_logits_req_ids, prev)
+        last_sampled = plan.num_sampled
         steps += 1
 
 

@@ -22,6 +22,15 @@ One row runs on the FMA units (4 rows of W x 2048 of K per step: 3.1 TB/s on the
 weights); 2-8 rows pad to 16 for the tensor cores. Split-K never won on these shapes (at most
 even), nor did FMA tiles for 2-8 rows. Where the gain is ~1% (gate_up at 2-8 rows) F.linear
 stays.
+
+Prologues fuse the op before the product into the K loop, saving its kernel and the round trip
+of its output: `gemv_rmsnorm` (RMSNorm of `h (+ residual)`, before the QKV and gate_up
+projections) and `gemv_silu_mul` (`silu(gate) * up` of the gate_up output, before down). RMSNorm's
+per-row scale factors out of the dot products, so each program sums `x^2` in the same K loop and
+scales its outputs at the end (x is 8-64 KB, read from L2; W dominates the bytes); with
+`stats_first` a first pass over x computes the scale instead, so the activations get the unfused
+norm's exact roundings (the default for fp16 on the tensor cores, where the unscaled `x * g`
+could overflow fp16).
 """
 
 from __future__ import annotations
@@ -59,6 +68,61 @@ def _finish(out, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS: t
 
 
 @triton.jit
+def _residual_sum(
+    x_ptr, r_ptr, offs_m, cols, mask, stride_xm, stride_rm, HAS_RESIDUAL: tl.constexpr
+):
+    """Rows of `h (+ residual)` at `cols`, the sum rounded to the activation dtype as the
+    unfused `h + residual` rounds it."""
+    x = tl.load(x_ptr + offs_m[:, None] * stride_xm + cols[None, :], mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        r = tl.load(r_ptr + offs_m[:, None] * stride_rm + cols[None, :], mask=mask, other=0.0)
+        x = (x.to(tl.float32) + r.to(tl.float32)).to(x.dtype)
+    return x
+
+
+@triton.jit
+def _rms_rstd(
+    x_ptr, r_ptr, offs_m, m_mask, offs_k, K, eps, stride_xm, stride_rm,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """`rsqrt(mean(x^2) + eps)` per row of `x = h (+ residual)`, in float32."""
+    sumsq = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+    for k in range(0, K, BLOCK_K):
+        cols = k + offs_k
+        mask = m_mask[:, None] & (cols < K)[None, :]
+        xf = _residual_sum(x_ptr, r_ptr, offs_m, cols, mask, stride_xm, stride_rm, HAS_RESIDUAL)
+        xf = xf.to(tl.float32)
+        sumsq += xf * xf
+    return tl.rsqrt(tl.sum(sumsq, axis=1) / K + eps)
+
+
+@triton.jit
+def _silu_mul(x_ptr, offs_m, cols, mask, stride_xm, K):
+    """`silu(gate) * up` of `[gate | up]` rows (each K wide), with the roundings of the unfused
+    kernel (kernels/activation.py): silu rounded to the activation dtype, then the product."""
+    ptrs = x_ptr + offs_m[:, None] * stride_xm + cols[None, :]
+    gate = tl.load(ptrs, mask=mask, other=0.0)
+    up = tl.load(ptrs + K, mask=mask, other=0.0)
+    g = gate.to(tl.float32)
+    act = (g / (1.0 + tl.exp(-g))).to(gate.dtype)
+    return (act.to(tl.float32) * up.to(tl.float32)).to(gate.dtype)
+
+
+@triton.jit
+def _store_residual(
+    x_ptr, r_ptr, r_out_ptr, offs_m, m_mask, offs_k, K, stride_xm, stride_rm, stride_om,
+    BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """Write `h + residual` (the next residual) once: the programs take BLOCK_K-wide column
+    chunks in turn, into a fresh buffer (other programs still read h and residual)."""
+    for c in range(tl.program_id(0) * BLOCK_K, K, tl.num_programs(0) * BLOCK_K):
+        cols = c + offs_k
+        mask = m_mask[:, None] & (cols < K)[None, :]
+        x = _residual_sum(x_ptr, r_ptr, offs_m, cols, mask, stride_xm, stride_rm, True)
+        tl.store(r_out_ptr + offs_m[:, None] * stride_om + cols[None, :], x, mask=mask)
+
+
+@triton.jit
 def _gemv_kernel(
     x_ptr,
     w_ptr,
@@ -66,6 +130,9 @@ def _gemv_kernel(
     y_ptr,
     part_ptr,
     count_ptr,
+    r_ptr,
+    g_ptr,
+    r_out_ptr,
     M,
     N,
     K,
@@ -74,15 +141,24 @@ def _gemv_kernel(
     stride_xm,
     stride_wn,
     stride_ym,
+    stride_rm,
+    stride_om,
+    eps,
     HAS_BIAS: tl.constexpr,
     SPLIT: tl.constexpr,
     USE_DOT: tl.constexpr,
     EVEN_N: tl.constexpr,
     EVEN_K: tl.constexpr,
+    PROLOGUE: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
+    STATS_FIRST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
+    """PROLOGUE "none": x is the activation. "norm": x is h, the activation is
+    `g * rmsnorm(h (+ r))` (g at g_ptr; the sum also written to r_out when HAS_RESIDUAL).
+    "silu_mul": x is `[gate | up]`, 2K wide. The prologues run without split-K (k0 == 0)."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     n0 = pid_n * BLOCK_N
@@ -103,19 +179,44 @@ def _gemv_kernel(
     else:
         # One row: accumulate elementwise, reduce across K once at the end.
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    if PROLOGUE == "norm":
+        if STATS_FIRST:
+            rstd = _rms_rstd(x_ptr, r_ptr, offs_m, m_mask, offs_k, K, eps, stride_xm, stride_rm,
+                             HAS_RESIDUAL, BLOCK_M, BLOCK_K)  # fmt: skip
+        else:
+            sumsq = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
     for k in range(0, k_len, BLOCK_K):
         if EVEN_K:
             if EVEN_N:
                 w = tl.load(w_tile)
             else:
                 w = tl.load(w_tile, mask=n_mask[:, None], other=0.0)
-            x = tl.load(x_tile, mask=m_mask[:, None], other=0.0)
         else:
             k_mask = offs_k < k_len - k
             w = tl.load(w_tile, mask=n_mask[:, None] & k_mask[None, :], other=0.0)
-            x = tl.load(x_tile, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        if PROLOGUE == "none":
+            if EVEN_K:
+                x = tl.load(x_tile, mask=m_mask[:, None], other=0.0)
+            else:
+                x = tl.load(x_tile, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        else:
+            cols = k + offs_k
+            mask = m_mask[:, None] & (cols < K)[None, :]
+            if PROLOGUE == "silu_mul":
+                x = _silu_mul(x_ptr, offs_m, cols, mask, stride_xm, K)
+            else:
+                xs = _residual_sum(x_ptr, r_ptr, offs_m, cols, mask, stride_xm, stride_rm,
+                                   HAS_RESIDUAL)  # fmt: skip
+                xf = xs.to(tl.float32)
+                g = tl.load(g_ptr + cols, mask=cols < K, other=0.0).to(tl.float32)
+                if STATS_FIRST:
+                    # The unfused norm's roundings: x * rstd, then times g, in the dtype.
+                    x = ((xf * rstd[:, None]).to(xs.dtype).to(tl.float32) * g[None, :]).to(xs.dtype)
+                else:
+                    sumsq += xf * xf
+                    x = xf * g[None, :]  # rstd scales the dot products at the end
         if USE_DOT:
-            acc = tl.dot(x, tl.trans(w), acc)
+            acc = tl.dot(x.to(w.dtype), tl.trans(w), acc)
         elif BLOCK_M == 1:
             acc += w.to(tl.float32) * x.to(tl.float32)
         else:
@@ -127,6 +228,13 @@ def _gemv_kernel(
         out = acc
     else:
         out = tl.sum(acc, axis=1)[None, :]
+    if PROLOGUE == "norm":
+        if not STATS_FIRST:
+            rstd = tl.rsqrt(tl.sum(sumsq, axis=1) / K + eps)
+            out = out * rstd[:, None]
+        if HAS_RESIDUAL:
+            _store_residual(x_ptr, r_ptr, r_out_ptr, offs_m, m_mask, offs_k, K, stride_xm,
+                            stride_rm, stride_om, BLOCK_K)  # fmt: skip
     cols = n0 + offs_n[None, :]
     out_mask = m_mask[:, None] & n_mask[None, :]
     if SPLIT:
@@ -158,6 +266,31 @@ def _counter_buffer(device: torch.device, tiles: int) -> torch.Tensor | None:
     return buf if tiles <= buf.numel() else None
 
 
+def _block_m(name: str, m: int, config: GemvConfig) -> int:
+    if m > (16 if config.use_dot else 8):
+        raise ValueError(f"{name}: {m} rows, more than the {'dot' if config.use_dot else 'FMA'} "
+                         "path takes")  # fmt: skip
+    return 16 if config.use_dot else triton.next_power_of_2(m)
+
+
+def _check_operands(
+    name: str, x: torch.Tensor, k: int, weight: torch.Tensor, bias: torch.Tensor | None
+) -> None:
+    """x `[M, *]` feeding K columns into `weight [N, K]`; unit strides along K; one dtype."""
+    if x.dim() != 2 or weight.dim() != 2 or weight.shape[1] != k:
+        raise ValueError(f"{name}: shapes x {tuple(x.shape)} and weight {tuple(weight.shape)}")
+    if x.stride(1) != 1 or weight.stride(1) != 1:
+        raise ValueError(f"{name}: x and weight need a unit stride along K")
+    if x.dtype != weight.dtype or (bias is not None and bias.shape != (weight.shape[0],)):
+        raise ValueError(f"{name}: x and weight dtypes differ, or the bias is not [N]")
+
+
+def _no_split(name: str, config: GemvConfig) -> None:
+    if config.split_k != 1:
+        raise ValueError(f"{name}: the prologue needs whole rows of K per program (split_k 1), "
+                         f"got split_k {config.split_k}")  # fmt: skip
+
+
 def gemv(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -166,18 +299,10 @@ def gemv(
 ) -> torch.Tensor:
     """`x [M, K] @ weight[N, K]^T (+ bias)` -> `[M, N]` in x's dtype, for M <= 16 (the dot
     path) or M <= 8 (the FMA path); x and weight need a unit stride along K."""
-    if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"gemv: shapes x {tuple(x.shape)} and weight {tuple(weight.shape)}")
-    if x.stride(1) != 1 or weight.stride(1) != 1:
-        raise ValueError("gemv: x and weight need a unit stride along K")
-    if x.dtype != weight.dtype or (bias is not None and bias.shape != (weight.shape[0],)):
-        raise ValueError("gemv: x and weight dtypes differ, or the bias is not [N]")
+    _check_operands("gemv", x, x.shape[-1], weight, bias)
     m, k = x.shape
     n = weight.shape[0]
-    block_m = 16 if config.use_dot else triton.next_power_of_2(m)
-    if m > (16 if config.use_dot else 8):
-        raise ValueError(f"gemv: {m} rows, more than the {'dot' if config.use_dot else 'FMA'} "
-                         "path takes")  # fmt: skip
+    block_m = _block_m("gemv", m, config)
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return y
@@ -192,9 +317,98 @@ def gemv(
     part = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else y
     _gemv_kernel[(tiles, split)](
         x, weight, y if bias is None else bias, y, part, y if counters is None else counters,
-        m, n, k, k_split, split, x.stride(0), weight.stride(0), y.stride(0),
+        y, y, y, m, n, k, k_split, split, x.stride(0), weight.stride(0), y.stride(0), 0, 0, 0.0,
         HAS_BIAS=bias is not None, SPLIT=split > 1, USE_DOT=config.use_dot,
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
+        PROLOGUE="none", HAS_RESIDUAL=False, STATS_FIRST=False,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        num_warps=config.num_warps, num_stages=config.num_stages,
+    )  # fmt: skip
+    return y
+
+
+def gemv_rmsnorm(
+    h: torch.Tensor,
+    residual: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    config: GemvConfig,
+    stats_first: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(norm_weight * rmsnorm(x)) @ weight^T (+ bias)` and `x`, where `x = h + residual`
+    (the next residual, in a new tensor) or `h` itself without a residual; `h [M, K]`.
+
+    `stats_first` (default: on for fp16 on the tensor cores) computes rmsnorm's scale in a
+    first pass, for the unfused roundings; otherwise the scale is applied to the dot products."""
+    name = "gemv_rmsnorm"
+    _check_operands(name, h, h.shape[-1], weight, bias)
+    _no_split(name, config)
+    m, k = h.shape
+    n = weight.shape[0]
+    if residual is not None and (
+        residual.shape != h.shape or residual.dtype != h.dtype or residual.stride(1) != 1
+    ):
+        raise ValueError(
+            f"{name}: residual {tuple(residual.shape)} {residual.dtype} does not "
+            f"match h {tuple(h.shape)} {h.dtype}, or its stride along K is not 1"
+        )
+    if norm_weight.shape != (k,) or norm_weight.dtype != h.dtype or norm_weight.stride(0) != 1:
+        raise ValueError(f"{name}: norm weight {tuple(norm_weight.shape)} "
+                         f"{norm_weight.dtype} is not a contiguous [{k}] {h.dtype}")  # fmt: skip
+    block_m = _block_m(name, m, config)
+    if stats_first is None:
+        stats_first = config.use_dot and h.dtype == torch.float16
+    y = torch.empty((m, n), dtype=h.dtype, device=h.device)
+    if residual is None:
+        r_out = h
+    elif n == 0:  # no programs to write it
+        return y, h + residual
+    else:
+        r_out = torch.empty_like(h)
+    if m == 0 or n == 0:
+        return y, r_out
+    _gemv_kernel[(triton.cdiv(n, config.block_n), 1)](
+        h, weight, y if bias is None else bias, y, y, y, h if residual is None else residual,
+        norm_weight, r_out, m, n, k, k, 1, h.stride(0), weight.stride(0), y.stride(0),
+        0 if residual is None else residual.stride(0), r_out.stride(0), eps,
+        HAS_BIAS=bias is not None, SPLIT=False, USE_DOT=config.use_dot,
+        EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
+        PROLOGUE="norm", HAS_RESIDUAL=residual is not None, STATS_FIRST=stats_first,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        num_warps=config.num_warps, num_stages=config.num_stages,
+    )  # fmt: skip
+    return y, r_out
+
+
+def gemv_silu_mul(
+    gate_up: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    config: GemvConfig,
+) -> torch.Tensor:
+    """`(silu(gate) * up) @ weight[N, K]^T (+ bias)` for `gate_up = [gate | up]` `[M, 2K]`,
+    without materializing the product."""
+    name = "gemv_silu_mul"
+    k = weight.shape[-1]
+    if gate_up.dim() != 2 or gate_up.shape[1] != 2 * k:
+        raise ValueError(f"{name}: shapes gate_up {tuple(gate_up.shape)} and weight "
+                         f"{tuple(weight.shape)} (gate_up must be [M, 2K])")  # fmt: skip
+    _check_operands(name, gate_up, k, weight, bias)
+    _no_split(name, config)
+    m = gate_up.shape[0]
+    n = weight.shape[0]
+    block_m = _block_m(name, m, config)
+    y = torch.empty((m, n), dtype=gate_up.dtype, device=gate_up.device)
+    if m == 0 or n == 0:
+        return y
+    _gemv_kernel[(triton.cdiv(n, config.block_n), 1)](
+        gate_up, weight, y if bias is None else bias, y, y, y, y, y, y,
+        m, n, k, k, 1, gate_up.stride(0), weight.stride(0), y.stride(0), 0, 0, 0.0,
+        HAS_BIAS=bias is not None, SPLIT=False, USE_DOT=config.use_dot,
+        EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
+        PROLOGUE="silu_mul", HAS_RESIDUAL=False, STATS_FIRST=False,
         BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
@@ -231,3 +445,15 @@ def pick_config(m: int, n: int, k: int) -> GemvConfig | None:
     if not 1 <= m <= MAX_ROWS:
         return None
     return TUNING.get((shape_class(n, k), triton.next_power_of_2(m)))
+
+
+def pick_fused_config(m: int, n: int, k: int) -> GemvConfig | None:
+    """The config for a prologue-fused GEMV of `m` rows of `[n, k]`, or None to run the ops
+    separately. Only the FMA tiles (one row) fuse: on the H100 the fused `tl.dot` tiles took
+    2-7x the time of the separate ops (benches/results/fused_gemv_h100.json)."""
+    if not 1 <= m <= MAX_ROWS:
+        return None
+    config = TUNING.get((shape_class(n, k), triton.next_power_of_2(m)))
+    if config is None or config.split_k != 1 or config.use_dot:
+        return None
+    return config

@@ -6,7 +6,8 @@ the H100 machine, benches/gemv_h100.py). Inside a CUDA graph that is paid once, 
 captured calls use the GEMV; eager calls use it only for weights whose read takes well over a
 launch (the LM head), and once per variant so that it is compiled and loaded before a capture.
 `SGLRS_DISABLE_GEMV=1` keeps F.linear for all of these (as `SGLRS_DISABLE_TRITON_KERNELS=1`
-does for every Triton kernel), to compare.
+does for every Triton kernel), to compare. The GEMVs with a fused prologue (cuda_fused) follow
+the same policy (`launch_now`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ EAGER_MIN_WEIGHT_BYTES = 512 << 20
 _launched: set[tuple] = set()
 
 
-def _launch_now(key: tuple, weight: torch.Tensor) -> bool:
+def launch_now(key: tuple, weight: torch.Tensor) -> bool:
+    """Whether this call should launch the Triton kernel of `key` (see the module docstring)."""
     if torch.cuda.is_current_stream_capturing():
         return True
     if weight.numel() * weight.element_size() >= EAGER_MIN_WEIGHT_BYTES:
@@ -56,7 +58,7 @@ def cuda_linear(
         m = x.numel() // k if k else 0
         config = pick_config(m, n, k) if x.shape[-1] == k else None
         key = (config, m, n, k, x.dtype, bias is None, x.device)
-        if config is not None and _launch_now(key, weight):
+        if config is not None and launch_now(key, weight):
             return gemv(x.reshape(m, k), weight, bias, config).view(*x.shape[:-1], n)
     return F.linear(x, weight, bias)
 

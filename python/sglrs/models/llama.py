@@ -11,6 +11,7 @@ from torch import nn
 from sglrs.attention.layer import Attention
 from sglrs.distributed.parallel_state import get_tp_rank, get_tp_size
 from sglrs.layers.activation import SiluAndMul
+from sglrs.layers.cuda_fused import norm_linear, silu_mul_linear
 from sglrs.layers.embedding import LMHead, VocabEmbedding
 from sglrs.layers.linear import MergedColumnLinear, QKVLinear, RowLinear, WeightLoadError
 from sglrs.layers.norm import RMSNorm
@@ -73,9 +74,14 @@ class LlamaAttention(nn.Module):
     def forward(
         self, positions: torch.Tensor, hidden: torch.Tensor, forward_batch: ForwardBatch
     ) -> torch.Tensor:
-        qkv = self.qkv_proj(hidden)
+        return self.attend(positions, self.qkv_proj(hidden), forward_batch)
+
+    def attend(
+        self, positions: torch.Tensor, qkv: torch.Tensor, forward_batch: ForwardBatch
+    ) -> torch.Tensor:
+        """Rope, attention and the output projection of the fused q/k/v rows."""
         q, k, v = self.qkv_proj.split(qkv)
-        t = hidden.shape[0]
+        t = qkv.shape[0]
         v = v.view(t, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q = self.q_norm(q.view(t, self.num_heads, self.head_dim))
@@ -107,7 +113,11 @@ class LlamaMLP(nn.Module):
         self.act = SiluAndMul()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_up_proj(x)))
+        return self.act_down(self.gate_up_proj(x))
+
+    def act_down(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """down_proj(silu(gate) * up), as one fused GEMV in decode on a GPU (cuda_fused)."""
+        return silu_mul_linear(self.act, gate_up, self.down_proj)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -132,14 +142,14 @@ class LlamaDecoderLayer(nn.Module):
         residual: torch.Tensor | None,
         forward_batch: ForwardBatch,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if residual is None:
-            residual = hidden
-            hidden = self.input_layernorm(hidden)
-        else:
-            hidden, residual = self.input_layernorm(hidden, residual)
-        hidden = self.self_attn(positions, hidden, forward_batch)
-        hidden, residual = self.post_attention_layernorm(hidden, residual)
-        return self.mlp(hidden), residual
+        # Each norm goes to the projection after it: fused into its GEMV in decode on a GPU.
+        attn, mlp = self.self_attn, self.mlp
+        qkv, residual = norm_linear(self.input_layernorm, hidden, residual, attn.qkv_proj)
+        hidden = attn.attend(positions, qkv, forward_batch)
+        gate_up, residual = norm_linear(
+            self.post_attention_layernorm, hidden, residual, mlp.gate_up_proj
+        )
+        return mlp.act_down(gate_up), residual
 
 
 class LlamaModel(nn.Module):

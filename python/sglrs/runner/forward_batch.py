@@ -64,13 +64,15 @@ def apply_table_writes(plan: Any, req_to_token: torch.Tensor) -> None:
 
 
 class StagingBuffer:
-    """Pinned host memory for a step's int64 arrays, so they reach the GPU in one copy. Reused
-    every step: the step loop waits for each step's sampled tokens before building the next
-    batch, so the previous copy has finished."""
+    """Pinned host memory for a step's int64 arrays, so they reach the GPU in one copy. Two
+    buffers, used in turn: with overlap scheduling step N+1 is built while step N's copy may
+    still be queued, but step N-1's has run (its sampled tokens were read, which waited for
+    everything queued before them)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._host: torch.Tensor | None = None
+        self._hosts: list[torch.Tensor | None] = [None, None]
+        self._turn = 0
 
     def upload(self, arrays: list[np.ndarray]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The arrays back to back in one device tensor, and that tensor split per array."""
@@ -80,15 +82,28 @@ class StagingBuffer:
             flat = np.concatenate(arrays) if arrays else np.empty(0, np.int64)
             dev = torch.from_numpy(flat.astype(np.int64, copy=False))
             return dev, list(dev.split(sizes))
-        if self._host is None or self._host.numel() < total:
-            self._host = torch.empty(max(total, 1 << 16) * 2, dtype=torch.int64, pin_memory=True)
-        host = self._host.numpy()
+        self._turn ^= 1
+        pinned = self._hosts[self._turn]
+        if pinned is None or pinned.numel() < total:
+            pinned = torch.empty(max(total, 1 << 16) * 2, dtype=torch.int64, pin_memory=True)
+            self._hosts[self._turn] = pinned
+        host = pinned.numpy()
         at = 0
         for a in arrays:
             host[at : at + len(a)] = a
             at += len(a)
-        dev = self._host[:total].to(self.device, non_blocking=True)
+        dev = pinned[:total].to(self.device, non_blocking=True)
         return dev, list(dev.split(sizes))
+
+
+def _fill_placeholders(input_ids: torch.Tensor, prev_tokens: torch.Tensor | None) -> None:
+    """Replace each placeholder `-(j + 1)` by `prev_tokens[j]`, in place, on the device (no
+    host sync: the previous step's sampling is queued ahead of this copy)."""
+    if prev_tokens is None or prev_tokens.numel() == 0:
+        raise ValueError("the plan has placeholder input ids but no previous step's tokens")
+    rows = (-input_ids - 1).clamp_(min=0, max=prev_tokens.numel() - 1)
+    filled = torch.where(input_ids < 0, prev_tokens.to(input_ids.device)[rows], input_ids)
+    input_ids.copy_(filled)
 
 
 @dataclass
@@ -143,9 +158,11 @@ class ForwardBatch:
         req_to_token: torch.Tensor,
         device: torch.device | str,
         staging: StagingBuffer | None = None,
+        prev_tokens: torch.Tensor | None = None,
     ) -> ForwardBatch:
         """Apply the plan's table writes to `req_to_token`, then build the device tensors
-        (one host-to-device copy for all of them)."""
+        (one host-to-device copy for all of them). A plan made ahead (`schedule_ahead`) has
+        placeholder input ids `-(j + 1)`: the token of row `j` of `prev_tokens`."""
         mode = ForwardMode(plan.kind)
         prefix, extend = _np(plan, "prefix_lens"), _np(plan, "extend_lens")
         seq, qo = _np(plan, "seq_lens"), _np(plan, "qo_indptr")
@@ -179,6 +196,8 @@ class ForwardBatch:
             decode_block = flat[start : start + 5 * b].view(5, b)
         if len(slots):
             req_to_token[w_rows, w_cols] = w_slots.to(req_to_token.dtype)
+        if getattr(plan, "num_placeholders", 0):
+            _fill_placeholders(input_ids_t, prev_tokens)
         return cls(
             mode=mode,
             batch_size=b,

@@ -124,14 +124,20 @@ class ModelRunner:
         return self.kv_pool.capacity
 
     @torch.inference_mode()
-    def forward(self, plan: Any, all_logits_req_ids: Iterable[int] = ()) -> RunnerOutput:
+    def forward(
+        self,
+        plan: Any,
+        all_logits_req_ids: Iterable[int] = (),
+        prev_tokens: torch.Tensor | None = None,
+    ) -> RunnerOutput:
         """Run one step. `all_logits_req_ids`: requests (by id) that also want the logits of
-        every new position (prompt logprobs)."""
+        every new position (prompt logprobs). `prev_tokens`: the sampled ids of the step
+        planned before this one, where a plan made ahead reads its placeholder input ids."""
         vocab = self.config.vocab_size
         if plan.kind == ForwardMode.IDLE.value:
             apply_table_writes(plan, self.req_to_token)
             return RunnerOutput(torch.empty((0, vocab), device=self.device))
-        fb = ForwardBatch.from_plan(plan, self.req_to_token, self.device, self.staging)
+        fb = ForwardBatch.from_plan(plan, self.req_to_token, self.device, self.staging, prev_tokens)
         if getattr(plan, "kv_indices", None) is not None:
             fb.check_kv_indices(plan)
         fb.attn_backend = self.attn_backend

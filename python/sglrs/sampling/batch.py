@@ -16,6 +16,7 @@ import torch
 
 from sglrs.sampling.params import SamplingParams
 from sglrs.sampling.penalties import PenaltyState
+from sglrs.sampling.upload import upload
 
 
 @dataclass
@@ -89,12 +90,12 @@ class SamplingBatch:
 
     def _carry(self, old: torch.Tensor | None, keep: list[int], fresh: list[int]) -> torch.Tensor:
         """Old values for retained rows (they may be ahead of the engine's lists), else fresh."""
-        new = torch.tensor(fresh, dtype=torch.int64, device=self.device)
+        new = upload(fresh, torch.int64, self.device)
         if old is None or not any(k >= 0 for k in keep):
             return new
         rows = [i for i, k in enumerate(keep) if k >= 0]
-        src = torch.tensor([keep[i] for i in rows], dtype=torch.int64, device=self.device)
-        dst = torch.tensor(rows, dtype=torch.int64, device=self.device)
+        src = upload([keep[i] for i in rows], torch.int64, self.device)
+        dst = upload(rows, torch.int64, self.device)
         new[dst] = old[src]
         return new
 
@@ -121,7 +122,7 @@ class SamplingBatch:
         self.has_unseeded = any(not s and not g for s, g in zip(seeded, greedy, strict=True))
 
         def dev(values: list, dtype: torch.dtype) -> torch.Tensor:
-            return torch.tensor(values, dtype=dtype, device=self.device)
+            return upload(values, dtype, self.device)
 
         self.temperatures = dev(temps, torch.float32).unsqueeze(1)
         self.top_ks = dev(top_ks, torch.int64)
@@ -145,9 +146,9 @@ class SamplingBatch:
                 cols.append(token)
                 vals.append(bias)
         self.has_logit_bias = bool(rows)
-        self.bias_rows = torch.tensor(rows, dtype=torch.int64, device=self.device)
-        self.bias_cols = torch.tensor(cols, dtype=torch.int64, device=self.device)
-        self.bias_vals = torch.tensor(vals, dtype=torch.float32, device=self.device)
+        self.bias_rows = upload(rows, torch.int64, self.device)
+        self.bias_cols = upload(cols, torch.int64, self.device)
+        self.bias_vals = upload(vals, torch.float32, self.device)
 
     def _build_min_new_tokens(self, params: list[SamplingParams]) -> None:
         """(row, token) pairs to mask while a row is below its min_new_tokens."""
@@ -160,9 +161,9 @@ class SamplingBatch:
                 cols.append(token)
                 mins.append(p.min_new_tokens)
         self.has_min_new_tokens = bool(rows)
-        self.min_rows = torch.tensor(rows, dtype=torch.int64, device=self.device)
-        self.min_cols = torch.tensor(cols, dtype=torch.int64, device=self.device)
-        self.min_limits = torch.tensor(mins, dtype=torch.int64, device=self.device)
+        self.min_rows = upload(rows, torch.int64, self.device)
+        self.min_cols = upload(cols, torch.int64, self.device)
+        self.min_limits = upload(mins, torch.int64, self.device)
 
     def _update_logprob_rows(self) -> None:
         self.logprob_rows = [i for i, r in enumerate(self.requests) if r.return_logprob]

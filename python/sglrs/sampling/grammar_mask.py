@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from sglrs.sampling.upload import upload
+
 _shift_cache: dict[torch.device, torch.Tensor] = {}
 
 
@@ -54,7 +56,10 @@ def apply_token_bitmask_(
             )
         logits.masked_fill_(~unpack_bitmask(bitmask, logits.shape[1]), float("-inf"))
         return
-    rows = torch.as_tensor(indices, dtype=torch.int64, device=logits.device)
+    if isinstance(indices, torch.Tensor):
+        rows = indices.to(logits.device, torch.int64)
+    else:  # asynchronous: a pageable copy would wait for the queued forward
+        rows = upload(indices, torch.int64, logits.device)
     if rows.numel() != bitmask.shape[0]:
         raise ValueError(f"bitmask has {bitmask.shape[0]} rows for {rows.numel()} indices")
     if rows.numel() == 0:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sglrs.sampling.upload import upload
+
 if TYPE_CHECKING:
     from sglrs.sampling.batch import SamplingBatch
 
@@ -46,9 +48,9 @@ class PenaltyState:
             self.counts = self.in_prompt = None
             return
         dev = self.device
-        self.frequency = torch.tensor(freq, dtype=torch.float32, device=dev).unsqueeze(1)
-        self.presence = torch.tensor(pres, dtype=torch.float32, device=dev).unsqueeze(1)
-        self.repetition = torch.tensor(rep, dtype=torch.float32, device=dev).unsqueeze(1)
+        self.frequency = upload(freq, torch.float32, dev).unsqueeze(1)
+        self.presence = upload(pres, torch.float32, dev).unsqueeze(1)
+        self.repetition = upload(rep, torch.float32, dev).unsqueeze(1)
         self.counts = torch.zeros((b, self.vocab_size), dtype=torch.int32, device=dev)
         self.in_prompt = (
             torch.zeros((b, self.vocab_size), dtype=torch.bool, device=dev)
@@ -71,8 +73,8 @@ class PenaltyState:
         """Gather retained rows from `old` in one op; scatter the history of the others."""
         kept = [i for i, k in enumerate(keep) if k >= 0] if old is not None else []
         if kept:
-            src = torch.tensor([keep[i] for i in kept], dtype=torch.int64, device=self.device)
-            dst[torch.tensor(kept, dtype=torch.int64, device=self.device)] = old[src]
+            src = upload([keep[i] for i in kept], torch.int64, self.device)
+            dst[upload(kept, torch.int64, self.device)] = old[src]
         kept_set = set(kept)
         fresh = [i for i in range(len(histories)) if i not in kept_set and len(histories[i])]
         if not fresh:
@@ -80,7 +82,7 @@ class PenaltyState:
         lens = [len(histories[i]) for i in fresh]
         rows = np.repeat(np.asarray(fresh, dtype=np.int64), lens)
         cols = np.concatenate([np.asarray(histories[i], dtype=np.int64) for i in fresh])
-        index = (torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device))
+        index = (upload(rows, torch.int64, self.device), upload(cols, torch.int64, self.device))
         if count:
             dst.index_put_(
                 index, torch.ones(len(rows), dtype=dst.dtype, device=self.device), accumulate=True

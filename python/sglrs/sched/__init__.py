@@ -8,6 +8,26 @@ Per step::
     done = Finished(*sched.update(next_ids, finished_mask))
 
 Every plan, an idle one too, is answered by one ``update``.
+
+Overlap scheduling plans the next step while the current one runs, before its tokens exist::
+
+    plan = sched.schedule()                 # U
+    launch(plan)
+    while True:
+        nxt = sched.schedule_ahead()        # N, planned while U runs; None: nothing changed
+        if nxt is not None:
+            launch(nxt)                     # placeholders resolved from U's tokens on the device
+        done = Finished(*sched.update(sampled_tokens(plan)))  # commits U: oldest first
+        if nxt is None:
+            nxt = sched.schedule()
+            launch(nxt)
+        plan = nxt
+
+In a plan from ``schedule_ahead``, ``input_ids[t] == -(j + 1)`` stands for token ``j`` of the
+``token_ids`` passed to the previous plan's ``update`` (``plan.num_placeholders`` of them). A
+request whose token in U ends it by length is not in N; one that ``update(U)`` finishes
+otherwise (stop token, ``finished_mask``, ``abort``) keeps a dead row in N whose token is
+ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +47,7 @@ __all__ = [
     "SchedulerConfig",
     "StepPlan",
     "apply_table_writes",
+    "resolve_placeholders",
 ]
 
 
@@ -72,6 +93,19 @@ class Finished(NamedTuple):
     ids: np.ndarray  # uint64
     reasons: np.ndarray  # uint8, FinishReason values
     matched_token_ids: np.ndarray  # int32, the stop token for STOP_TOKEN, else -1
+
+
+def resolve_placeholders(input_ids: np.ndarray, prev_tokens: np.ndarray) -> np.ndarray:
+    """``input_ids`` of a plan made ahead with each placeholder ``-(j + 1)`` replaced by
+    ``prev_tokens[j]`` (the previous plan's sampled tokens); a CPU reference of the runner's
+    on-device gather."""
+    ids = np.asarray(input_ids)
+    neg = ids < 0
+    if not neg.any():
+        return ids
+    out = ids.copy()
+    out[neg] = np.asarray(prev_tokens)[-ids[neg] - 1]
+    return out
 
 
 def apply_table_writes(req_to_token: np.ndarray, plan: StepPlan) -> None:

@@ -5,10 +5,12 @@
 //! fake KV of a slot is (position, token, hash of the whole prefix up to it): after replaying
 //! each plan's table writes into a simulated `req_to_token` table and writing the new tokens'
 //! KV, every request of the batch must see exactly its own sequence through its table row.
+//! With `ahead` the sim plans the next step while one is in flight (`schedule_ahead_into`),
+//! runs the plans in order, and resolves each placeholder from the older step's tokens.
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use sglrs_sched::{
     FinishReason, FinishedBatch, RequestOptions, SchedStats, Scheduler, SchedulerConfig, StepKind,
@@ -66,12 +68,26 @@ pub struct Expected {
 }
 
 pub struct SimReq {
+    /// Committed tokens (prompt, then those `update` took).
     pub tokens: Vec<u32>,
+    /// The whole sequence the fake model dictates (prompt, then `model_token`s), and the
+    /// hash of every prefix of it.
+    pub full: Vec<u32>,
     pub hashes: Vec<u64>,
     pub prompt_len: usize,
     pub expected: Expected,
     pub row: Option<i32>,
     pub done: bool,
+    /// The finish reason `update` reported.
+    pub reason: Option<u8>,
+}
+
+/// A plan run by the fake model, awaiting its update.
+#[derive(Default)]
+pub struct Ran {
+    pub plan: StepPlan,
+    pub tokens: Vec<u32>,
+    pub finished: Vec<bool>,
 }
 
 pub struct Sim {
@@ -81,7 +97,9 @@ pub struct Sim {
     /// (position, token, prefix hash) last written to each slot.
     pub kv: Vec<Option<(usize, u32, u64)>>,
     pub table: Vec<i32>,
-    pub plan: StepPlan,
+    /// Plans in flight, oldest first (two only in `ahead` mode), and spare ones.
+    pub queue: VecDeque<Ran>,
+    pub spare: Vec<Ran>,
     pub done: FinishedBatch,
     pub steps: usize,
     pub admitted_order: Vec<u64>,
@@ -92,6 +110,10 @@ pub struct Sim {
     pub share: bool,
     /// Plans whose table writes used `out_cache_loc`.
     pub shared_plans: usize,
+    /// Plan the next step while one is in flight whenever the scheduler accepts.
+    pub ahead: bool,
+    pub ahead_plans: usize,
+    pub placeholders: usize,
 }
 
 fn expected_finish(id: u64, prompt_len: usize, max_new: usize, opts: &RequestOptions) -> Expected {
@@ -128,7 +150,8 @@ impl Sim {
             s,
             cfg,
             reqs: HashMap::new(),
-            plan: StepPlan::default(),
+            queue: VecDeque::new(),
+            spare: Vec::new(),
             done: FinishedBatch::default(),
             steps: 0,
             admitted_order: Vec::new(),
@@ -137,30 +160,37 @@ impl Sim {
             kinds: HashMap::new(),
             share: false,
             shared_plans: 0,
+            ahead: false,
+            ahead_plans: 0,
+            placeholders: 0,
         }
     }
 
     pub fn add(&mut self, id: u64, prompt: Vec<u32>, max_new: usize, opts: RequestOptions) {
         let expected = expected_finish(id, prompt.len(), max_new, &opts);
-        let mut hashes = Vec::with_capacity(prompt.len());
+        let prompt_len = prompt.len();
+        let mut full = prompt.clone();
+        full.extend((prompt_len..=prompt_len + max_new).map(|pos| model_token(id, pos)));
+        let mut hashes = Vec::with_capacity(full.len());
         let mut h = 0;
-        for &t in &prompt {
+        for &t in &full {
             h = mix(h, u64::from(t));
             hashes.push(h);
         }
         self.s
             .add_request(id, prompt.clone(), max_new, opts)
             .expect("valid request");
-        let prompt_len = prompt.len();
         self.reqs.insert(
             id,
             SimReq {
                 tokens: prompt,
+                full,
                 hashes,
                 prompt_len,
                 expected,
                 row: None,
                 done: false,
+                reason: None,
             },
         );
     }
@@ -191,22 +221,62 @@ impl Sim {
         self.reqs.values().all(|r| r.done)
     }
 
-    /// Schedules one step and checks the plan; returns the plan kind.
+    /// Schedules one step (nothing in flight), runs it and checks the plan; returns its kind.
     pub fn schedule(&mut self) -> StepKind {
+        assert!(
+            self.queue.is_empty(),
+            "plain schedule with a step in flight"
+        );
+        let mut ran = self.spare.pop().unwrap_or_default();
         if self.share {
-            self.s.schedule_into_shared(&mut self.plan).unwrap();
+            self.s.schedule_into_shared(&mut ran.plan).unwrap();
         } else {
-            self.s.schedule_into(&mut self.plan).unwrap();
+            self.s.schedule_into(&mut ran.plan).unwrap();
         }
-        self.steps += 1;
-        *self.kinds.entry(self.plan.kind.as_str()).or_default() += 1;
-        self.check_plan();
-        self.shared_plans += usize::from(self.plan.table_slots_shared);
-        self.plan.kind
+        self.run(ran)
     }
 
-    fn check_plan(&mut self) {
-        let p = &self.plan;
+    /// Plans the next step while one is in flight; runs it if the scheduler accepted.
+    pub fn schedule_ahead(&mut self) -> Option<StepKind> {
+        assert_eq!(self.queue.len(), 1);
+        let mut ran = self.spare.pop().unwrap_or_default();
+        let planned = if self.share {
+            self.s.schedule_ahead_into_shared(&mut ran.plan).unwrap()
+        } else {
+            self.s.schedule_ahead_into(&mut ran.plan).unwrap()
+        };
+        if !planned {
+            self.spare.push(ran);
+            return None;
+        }
+        self.ahead_plans += 1;
+        self.placeholders += ran.plan.num_placeholders;
+        Some(self.run(ran))
+    }
+
+    /// The fake model runs the plan (after the plans before it): checks it, writes its KV and
+    /// samples.
+    fn run(&mut self, mut ran: Ran) -> StepKind {
+        self.steps += 1;
+        *self.kinds.entry(ran.plan.kind.as_str()).or_default() += 1;
+        self.check_plan(&ran.plan);
+        self.shared_plans += usize::from(ran.plan.table_slots_shared);
+        let p = &ran.plan;
+        ran.tokens.clear();
+        ran.finished.clear();
+        for r in 0..p.batch_size() {
+            if p.sample_mask[r] {
+                let (id, pos) = (p.req_ids[r], p.seq_lens[r] as usize);
+                ran.tokens.push(model_token(id, pos));
+                ran.finished.push(python_finish(id, pos));
+            }
+        }
+        let kind = p.kind;
+        self.queue.push_back(ran);
+        kind
+    }
+
+    fn check_plan(&mut self, p: &StepPlan) {
         let b = p.batch_size();
         for len in [
             p.req_pool_indices.len(),
@@ -236,6 +306,19 @@ impl Sim {
             );
         }
         assert_eq!(p.kind == StepKind::Idle, b == 0);
+        // The step still in flight (if this plan was made ahead): its sampled rows by request.
+        let mut older: HashMap<u64, usize> = HashMap::new();
+        let mut older_tokens: &[u32] = &[];
+        if let Some(u) = self.queue.back() {
+            let mut j = 0;
+            for r in 0..u.plan.batch_size() {
+                if u.plan.sample_mask[r] {
+                    older.insert(u.plan.req_ids[r], j);
+                    j += 1;
+                }
+            }
+            older_tokens = &u.tokens;
+        }
         for id in p
             .retracted_ids
             .iter()
@@ -261,6 +344,7 @@ impl Sim {
             assert!(start + slots.len() <= ctx);
             self.table[row * ctx + start..row * ctx + start + slots.len()].copy_from_slice(slots);
         }
+        let mut placeholders = 0;
         for r in 0..b {
             let id = p.req_ids[r];
             let sr = self.reqs.get_mut(&id).expect("planned request is known");
@@ -282,25 +366,38 @@ impl Sim {
             );
             assert_eq!(prefix + extend, seq);
             assert!(extend >= 1);
-            assert!(
-                seq <= sr.tokens.len(),
-                "request {id} computes beyond its tokens"
-            );
+            // Tokens known to the scheduler: committed, plus the older step's (a placeholder).
+            let known = sr.tokens.len() + usize::from(older.contains_key(&id));
+            assert!(seq <= known, "request {id} computes beyond its tokens");
             assert!(seq <= ctx);
-            assert_eq!(p.sample_mask[r], seq == sr.tokens.len());
+            assert_eq!(p.sample_mask[r], seq == known);
             let t0 = p.qo_indptr[r] as usize;
             assert_eq!(p.qo_indptr[r + 1] as usize - t0, extend);
             for j in 0..extend {
-                assert_eq!(p.input_ids[t0 + j] as u32, sr.tokens[prefix + j]);
-                assert_eq!(p.positions[t0 + j] as usize, prefix + j);
+                let (pos, v) = (prefix + j, p.input_ids[t0 + j]);
+                let token = if v < 0 {
+                    placeholders += 1;
+                    let k = (-(v + 1)) as usize;
+                    assert_eq!(older.get(&id), Some(&k), "request {id}: placeholder {v}");
+                    assert_eq!(pos, sr.tokens.len(), "placeholder not at the older token");
+                    older_tokens[k]
+                } else {
+                    assert!(
+                        pos < sr.tokens.len(),
+                        "request {id}: real input id {v} at {pos}"
+                    );
+                    v as u32
+                };
+                assert_eq!(token, sr.full[pos]);
+                assert_eq!(p.positions[t0 + j] as usize, pos);
                 assert_eq!(
-                    self.table[row as usize * ctx + prefix + j],
+                    self.table[row as usize * ctx + pos],
                     p.out_cache_loc[t0 + j]
                 );
-                self.kv[p.out_cache_loc[t0 + j] as usize] =
-                    Some((prefix + j, sr.tokens[prefix + j], sr.hashes[prefix + j]));
+                self.kv[p.out_cache_loc[t0 + j] as usize] = Some((pos, token, sr.hashes[pos]));
             }
         }
+        assert_eq!(placeholders, p.num_placeholders);
         for r in 0..b {
             let id = p.req_ids[r];
             let sr = &self.reqs[&id];
@@ -311,7 +408,7 @@ impl Sim {
                     slot >= 0,
                     "request {id}: position {pos} has no slot in the table"
                 );
-                let want = Some((pos, sr.tokens[pos], sr.hashes[pos]));
+                let want = Some((pos, sr.full[pos], sr.hashes[pos]));
                 assert_eq!(
                     self.kv[slot as usize], want,
                     "request {id}: KV at position {pos} (slot {slot}) is not its own"
@@ -327,32 +424,33 @@ impl Sim {
         }
     }
 
-    /// Samples from the fake model and updates; checks the reported finishes.
+    /// Updates the oldest step in flight with what the fake model sampled; checks the reported
+    /// finishes.
     pub fn update(&mut self) {
-        let p = &self.plan;
-        let mut tokens = Vec::new();
-        let mut finished = Vec::new();
+        let ran = self.queue.pop_front().expect("a step in flight");
+        let p = &ran.plan;
+        let mut j = 0;
         for r in 0..p.batch_size() {
             if p.sample_mask[r] {
-                let id = p.req_ids[r];
-                let pos = p.seq_lens[r] as usize;
-                tokens.push(model_token(id, pos));
-                finished.push(python_finish(id, pos));
+                let (id, pos) = (p.req_ids[r], p.seq_lens[r] as usize);
                 if let Some(sr) = self.reqs.get_mut(&id) {
                     if !sr.done {
-                        let h = mix(*sr.hashes.last().unwrap(), u64::from(model_token(id, pos)));
-                        sr.tokens.push(model_token(id, pos));
-                        sr.hashes.push(h);
+                        assert_eq!(pos, sr.tokens.len(), "request {id} sampled out of order");
+                        sr.tokens.push(ran.tokens[j]);
                     }
                 }
+                j += 1;
             }
         }
         self.s
-            .update_into(&tokens, &finished, &mut self.done)
+            .update_into(&ran.tokens, &ran.finished, &mut self.done)
             .unwrap();
+        self.spare.push(ran);
         for k in 0..self.done.len() {
             let (id, reason) = (self.done.ids[k], self.done.reasons[k]);
             let sr = self.reqs.get_mut(&id).expect("finished request is known");
+            assert!(sr.reason.is_none(), "request {id} reported twice");
+            sr.reason = Some(reason);
             match reason {
                 FinishReason::ABORT => assert!(
                     self.aborted.contains(&id),
@@ -382,6 +480,28 @@ impl Sim {
         }
     }
 
+    /// One round: in `ahead` mode, plan ahead when a step is in flight (a plain schedule when
+    /// none is), then update the oldest; otherwise schedule + update.
+    pub fn advance(&mut self) {
+        self.advance_with(|_| {});
+    }
+
+    /// `advance`, calling `between` before the update (with two steps in flight after a plan
+    /// made ahead).
+    pub fn advance_with(&mut self, mut between: impl FnMut(&mut Sim)) {
+        if self.queue.is_empty() {
+            self.schedule();
+            self.s.check_integrity().unwrap();
+        }
+        if self.ahead {
+            self.schedule_ahead();
+            self.s.check_integrity().unwrap();
+        }
+        between(self);
+        self.update();
+        self.s.check_integrity().unwrap();
+    }
+
     /// One full step; `check_integrity` after it.
     pub fn step(&mut self) -> StepKind {
         let kind = self.schedule();
@@ -400,7 +520,11 @@ impl Sim {
                 "no termination after {max_steps} steps: {:?}",
                 self.s.stats()
             );
-            self.step();
+            self.advance();
+        }
+        while !self.queue.is_empty() {
+            self.update();
+            self.s.check_integrity().unwrap();
         }
         // One more schedule delivers the last finished ids; then nothing is admitted.
         assert_eq!(self.step(), StepKind::Idle);

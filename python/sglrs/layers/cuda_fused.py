@@ -1,0 +1,109 @@
+"""RMSNorm and SiLU*mul fused into the decode GEMV that follows them (sglrs.kernels.gemv), for
+the Llama-family layers: `norm_linear` (a norm with its residual add, then the QKV or gate_up
+projection) and `silu_mul_linear` (the activation, then the down projection).
+
+The fused kernel runs where the plain GEMV would (sglrs.layers.cuda_linear): CUDA bf16/fp16
+tensors with Triton enabled, few rows (decode: `pick_fused_config`), inside a CUDA-graph capture
+or on a variant's first eager call (which compiles it before any capture). Everywhere else the
+separate ops run, exactly as before. `SGLRS_DISABLE_GEMV=1` or `SGLRS_DISABLE_TRITON_KERNELS=1`
+turn it off; `SGLRS_DISABLE_FUSED_GEMV=1` turns off only the fusion (the separate norm or
+activation kernel, then the plain GEMV), to measure what it saves.
+
+Tensor parallelism: QKV and gate_up are column-parallel, so each rank has whole input rows and
+normalizes them itself. Down is row-parallel over gate_up's columns and SiLU*mul is elementwise
+on this rank's `[gate_r | up_r]`, so the fused product is this rank's partial sum, reduced as
+RowLinear reduces it (the bias once, after the sum).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from sglrs.distributed.comm import all_reduce
+from sglrs.kernels import use_triton
+from sglrs.layers.activation import SiluAndMul
+from sglrs.layers.cuda_linear import launch_now
+from sglrs.layers.linear import ReplicatedLinear, RowLinear
+from sglrs.layers.norm import RMSNorm
+
+_HALF = (torch.bfloat16, torch.float16)
+
+
+def _tp_size(linear: ReplicatedLinear) -> int:
+    return linear.tp_size if isinstance(linear, RowLinear) else 1
+
+
+def _fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """The plain GEMV's conditions (cuda_linear) for rows `x [M, *]` and `weight [N, K]`."""
+    return (
+        use_triton(x)
+        and os.environ.get("SGLRS_DISABLE_GEMV") != "1"
+        and os.environ.get("SGLRS_DISABLE_FUSED_GEMV") != "1"
+        and x.dtype in _HALF
+        and x.dim() == 2
+        and x.stride(-1) == 1
+        and weight.dtype == x.dtype
+        and weight.dim() == 2
+        and weight.stride(1) == 1
+        and (bias is None or bias.dtype == x.dtype)
+    )
+
+
+def norm_linear(
+    norm: RMSNorm,
+    hidden: torch.Tensor,
+    residual: torch.Tensor | None,
+    linear: ReplicatedLinear,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`linear(norm(hidden + residual))` and `hidden + residual` (the next residual); without
+    `residual`, `linear(norm(hidden))` and `hidden`. `linear` takes whole rows (replicated or
+    column-parallel)."""
+    weight, bias, g = linear.weight, linear.bias, norm.weight
+    if (
+        _fusable(hidden, weight, bias)
+        and type(norm) is RMSNorm  # a subclass may normalize differently
+        and _tp_size(linear) == 1
+        and g.dtype == hidden.dtype
+        and g.stride(0) == 1
+        and (
+            residual is None
+            or (
+                residual.shape == hidden.shape
+                and residual.dtype == hidden.dtype
+                and residual.stride(-1) == 1
+            )
+        )
+    ):
+        from sglrs.kernels.gemv import gemv_rmsnorm, pick_fused_config
+
+        (m, k), n = hidden.shape, weight.shape[0]
+        config = pick_fused_config(m, n, k) if weight.shape[1] == k else None
+        key = ("rmsnorm", config, m, n, k, hidden.dtype, residual is None, bias is None,
+               hidden.device)  # fmt: skip
+        if config is not None and launch_now(key, weight):
+            return gemv_rmsnorm(hidden, residual, g, norm.eps, weight, bias, config)
+    if residual is None:
+        return linear(norm(hidden)), hidden
+    hidden, residual = norm(hidden, residual)
+    return linear(hidden), residual
+
+
+def silu_mul_linear(act: SiluAndMul, gate_up: torch.Tensor, down: ReplicatedLinear) -> torch.Tensor:
+    """`down(act(gate_up))` for `gate_up = [gate | up]`; `down` is row-parallel or whole."""
+    weight, tp = down.weight, _tp_size(down)
+    bias = down.bias if tp == 1 else None
+    if type(act) is SiluAndMul and _fusable(gate_up, weight, down.bias):
+        from sglrs.kernels.gemv import gemv_silu_mul, pick_fused_config
+
+        m, (n, k) = gate_up.shape[0], weight.shape
+        config = pick_fused_config(m, n, k) if gate_up.shape[1] == 2 * k else None
+        key = ("silu_mul", config, m, n, k, gate_up.dtype, bias is None, gate_up.device)
+        if config is not None and launch_now(key, weight):
+            y = gemv_silu_mul(gate_up, weight, bias, config)
+            if tp == 1:
+                return y
+            y = all_reduce(y)
+            return y if down.bias is None else y + down.bias
+    return down(act(gate_up))
