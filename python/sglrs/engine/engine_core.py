@@ -150,7 +150,9 @@ class EngineCore:
         self._ids = itertools.count(1)
         self._abort_messages: dict[int, str] = {}
         self._matched_stop: dict[int, str] = {}  # stop string that finished a request
-        self.last_step: tuple[str, int, int] | None = None  # (kind, batch, new tokens)
+        # (kind, batch, new tokens, seconds waiting for the device) of the last step, for
+        # SGLRS_STEP_TRACE.
+        self.last_step: tuple[str, int, int, float] | None = None
 
     # ---- facts -----------------------------------------------------------------------------
 
@@ -348,7 +350,7 @@ class EngineCore:
         return outs
 
     def _note_plan(self, plan: Any) -> None:
-        self.last_step = (plan.kind, len(plan.req_ids), len(plan.input_ids))
+        self.last_step = (plan.kind, len(plan.req_ids), len(plan.input_ids), 0.0)
         for rid, prefix in zip(plan.req_ids.tolist(), plan.prefix_lens.tolist(), strict=True):
             state = self.requests.get(rid)
             if state is not None and state.cached_tokens < 0:
@@ -364,6 +366,9 @@ class EngineCore:
     def _resolve(self, step: InflightStep) -> list[msg.TokenOut]:
         """Read a launched step's tokens, decide the finishes Python owns, commit it."""
         tokens = step.host_tokens()
+        if self.last_step is not None:
+            kind, batch, num_tokens, waited = self.last_step
+            self.last_step = (kind, batch, num_tokens, waited + step.waited_s)
         new_tokens: dict[int, Any] = {}
         finished_mask = np.zeros(len(tokens), dtype=bool)
         live: list[int] = []

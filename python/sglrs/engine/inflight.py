@@ -3,6 +3,7 @@ read yet (overlap scheduling keeps one while it plans and launches the next step
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ class InflightStep:
     # Sampled ids on the device: the next plan's placeholder input ids are read from here.
     tokens: torch.Tensor | None = None
     logprobs: list[Any] | None = None
+    waited_s: float = 0.0  # how long `host_tokens` waited for the device (step traces)
     _host: torch.Tensor | None = field(default=None, repr=False)
     _ready: torch.cuda.Event | None = field(default=None, repr=False)
 
@@ -42,5 +44,7 @@ class InflightStep:
         if self._host is None:
             return []
         if self._ready is not None:
+            start = time.perf_counter()
             self._ready.synchronize()
+            self.waited_s = time.perf_counter() - start
         return self._host.tolist()

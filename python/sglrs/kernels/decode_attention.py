@@ -129,6 +129,12 @@ def _decode_stage2(
     )
 
 
+# KV positions per tile. On the H100 (batch 512 x 704 positions, 8 KV heads of 128, bf16) 32
+# reads the KV at 2.86 TB/s against 2.66 for 64, the best of 24 launch configs
+# (benches/attention_sweep_h100.py, results in benches/results/attention_sweep_h100.json).
+DECODE_BLOCK_N = 32
+
+
 def num_decode_splits(batch_size: int, num_kv_heads: int, num_sms: int = 132) -> int:
     """Enough programs to fill the GPU about twice, at most 16 splits per request."""
     want = triton.cdiv(2 * num_sms, max(batch_size * num_kv_heads, 1))
@@ -181,7 +187,7 @@ def decode_attention(
         q.stride(0), q.stride(1), k_buf.stride(0), k_buf.stride(1), v_buf.stride(0),
         v_buf.stride(1), req_to_token.stride(0), window or 0,
         GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits,
-        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=64,
+        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=DECODE_BLOCK_N,
         BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision, num_warps=4,
         num_stages=2,
     )  # fmt: skip
