@@ -15,6 +15,12 @@ hit rate, mean / median / p99 microseconds per match, insert and evict call (per
 minimum over ``--repeats`` identical replays, which removes preemption by other processes),
 and tree memory per cached token. Run: ``python benches/radix_vs_sglang.py`` (``--quick`` for a
 smaller run).
+
+Token ids: every array of a trace (prompts, outputs, the rows of slots) is numpy **int32**, what
+sglrs's engine hands its caches (ids are < 2^31), read in place by ``RadixCache``
+(``--id-dtype int64`` replays the same traces with int64 arrays). The SGLang peers take their
+usual inputs: ``RadixKey`` over an ``array('q')`` (int64) and torch int64 slot tensors, built
+outside the timed calls. The JSON records this as ``"id_dtype"``.
 """
 
 from __future__ import annotations
@@ -44,14 +50,15 @@ from sglrs import RadixCache  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VOCAB = 32_000
+ID_DTYPES = ("int32", "int64")
 PEERS = ("sglang-py", "sglang-rs")
 IMPLS = ("sglrs", *PEERS)
 
 
 @dataclass
 class Request:
-    prompt: np.ndarray  # int64 token ids
-    output: np.ndarray  # int64 ids of the "generated" tokens, cached with the prompt
+    prompt: np.ndarray  # token ids (int32 unless --id-dtype int64)
+    output: np.ndarray  # ids of the "generated" tokens, cached with the prompt
 
 
 @dataclass
@@ -63,6 +70,13 @@ class Trace:
 
 def _tok(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, VOCAB, int(n), dtype=np.int64)
+
+
+def with_id_dtype(trace: Trace, dtype: str) -> Trace:
+    """The same trace with its arrays in `dtype` (the ids are drawn as int64 either way, so
+    both dtypes replay identical requests)."""
+    requests = [Request(r.prompt.astype(dtype), r.output.astype(dtype)) for r in trace.requests]
+    return Trace(trace.name, trace.capacity, requests)
 
 
 def chat_trace(rng: np.random.Generator, scale: float) -> Trace:
@@ -133,9 +147,12 @@ def long_doc_trace(rng: np.random.Generator, scale: float) -> Trace:
     return Trace("doc_32k", 48_000, requests)
 
 
-def make_traces(scale: float) -> list[Trace]:
+def make_traces(scale: float, id_dtype: str = "int32") -> list[Trace]:
     makers = [chat_trace, fewshot_trace, tree_search_trace, no_sharing_trace, long_doc_trace]
-    return [make(np.random.default_rng(i), scale) for i, make in enumerate(makers)]
+    return [
+        with_id_dtype(make(np.random.default_rng(i), scale), id_dtype)
+        for i, make in enumerate(makers)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,8 +283,8 @@ def run_sglang(
     t_match, t_insert, t_evict = [], [], []
     hits = queried = 0
     for r in trace.requests:
-        prompt = array("q", r.prompt.tobytes())
-        full = array("q", np.concatenate([r.prompt, r.output]).tobytes())
+        prompt = array("q", r.prompt.astype(np.int64).tobytes())
+        full = array("q", np.concatenate([r.prompt, r.output]).astype(np.int64).tobytes())
         t0 = ns()
         m = cache.match_prefix(match_p(key=key_t(prompt)))
         node = m.last_device_node
@@ -346,8 +363,8 @@ def _live_heap_bytes() -> int:
     return info.uordblks + info.hblkhd + tracemalloc.get_traced_memory()[0]
 
 
-def memory_probe(impl: str, trace_name: str, scale: float) -> None:
-    trace = next(t for t in make_traces(scale) if t.name == trace_name)
+def memory_probe(impl: str, trace_name: str, scale: float, id_dtype: str) -> None:
+    trace = next(t for t in make_traces(scale, id_dtype) if t.name == trace_name)
     room = sum(len(r.prompt) + len(r.output) for r in trace.requests) + 16
     sg = import_sglang() if impl != "sglrs" else None
     # Warm up imports and lazy initialisation on a throwaway cache.
@@ -367,8 +384,9 @@ def memory_probe(impl: str, trace_name: str, scale: float) -> None:
     print(json.dumps(out))
 
 
-def measure_memory(impl: str, trace: str, scale: float) -> dict[str, float] | None:
+def measure_memory(impl: str, trace: str, scale: float, id_dtype: str) -> dict[str, float] | None:
     cmd = [sys.executable, __file__, "--memory-probe", impl, trace, "--scale", str(scale)]
+    cmd += ["--id-dtype", id_dtype]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(f"memory probe {impl}/{trace} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -431,10 +449,19 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=3, help="replays per trace; per call, the least is kept"
     )
+    ap.add_argument(
+        "--id-dtype", choices=ID_DTYPES, default="int32", help="numpy dtype of the trace's ids"
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "radix_vs_sglang.json",
+        help="JSON to write (the plot goes beside it, as .png)",
+    )
     args = ap.parse_args()
     scale = args.scale if args.scale is not None else (0.25 if args.quick else 1.0)
     if args.memory_probe:
-        memory_probe(*args.memory_probe, scale)
+        memory_probe(*args.memory_probe, scale, args.id_dtype)
         return
     try:
         sg = import_sglang()
@@ -444,12 +471,16 @@ def main() -> None:
     results: dict[str, Any] = {
         "scale": scale,
         "repeats": args.repeats,
+        "id_dtype": {
+            "sglrs": f"numpy {args.id_dtype} (tokens and slots, read in place)",
+            "sglang": "array('q') int64 tokens, torch int64 slots",
+        },
         "estimator": "per call, the minimum over the identical replays",
         "load_average_at_start": os.getloadavg(),
         "cpu_count": os.cpu_count(),
         "traces": {},
     }
-    for trace in make_traces(scale):
+    for trace in make_traces(scale, args.id_dtype):
         row: dict[str, Any] = {"capacity": trace.capacity, "requests": len(trace.requests)}
         for impl in IMPLS:
             raw = best_of(args.repeats, trace, sg, impl)
@@ -464,7 +495,7 @@ def main() -> None:
             if "bytes_per_token" in raw:
                 entry["tree_bytes_per_token"] = raw["bytes_per_token"]
             if not args.no_memory:
-                entry["memory_no_eviction"] = measure_memory(impl, trace.name, scale)
+                entry["memory_no_eviction"] = measure_memory(impl, trace.name, scale, args.id_dtype)
             row[impl] = entry
         ours = row["sglrs"]
         row["hits_identical"] = all(row[p]["hit_tokens"] == ours["hit_tokens"] for p in PEERS)
@@ -481,10 +512,10 @@ def main() -> None:
         print_row(trace.name, row)
 
     results["load_average_at_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "radix_vs_sglang.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, RESULTS / "radix_vs_sglang.png")
-    print(f"wrote {RESULTS / 'radix_vs_sglang.json'} and .png")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and .png")
 
 
 def print_row(name: str, row: dict[str, Any]) -> None:

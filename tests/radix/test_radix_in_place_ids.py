@@ -55,7 +55,9 @@ def test_every_match_result_is_read_only_and_misses_share_one_empty_array() -> N
     assert miss_a[2] == miss_b[2]
 
 
-@pytest.mark.parametrize("token_dtype", [np.int64, np.int32, np.uint32, np.int16, np.uint64])
+@pytest.mark.parametrize(
+    "token_dtype", [np.int64, np.int32, np.uint32, np.int16, np.uint64, ">i4", ">i8", ">u4"]
+)
 @pytest.mark.parametrize("slot_dtype", [np.int32, np.int64, np.uint32])
 def test_integer_dtypes_and_strided_arrays_give_the_same_tree(
     token_dtype: type, slot_dtype: type
@@ -106,4 +108,45 @@ def test_invalid_ids_anywhere_are_value_errors_and_leave_the_tree_intact() -> No
     cache.check_integrity()
     assert cache.insert(np.arange(12), row) == 10
     assert cache.match_prefix(np.arange(12))[0] == 12
+    cache.check_integrity()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
+def test_long_queries_match_exactly_at_any_offset_and_alignment(dtype: type) -> None:
+    """A 5,000-token edge compared with queries that start at every offset from a cache line
+    (views into a larger array) and differ or hold an invalid id at block boundaries."""
+    cache = RadixCache(12_000)
+    doc = (np.arange(5_000, dtype=np.int64) * 7919) % 30_000
+    slots = fill(cache, doc.astype(dtype))
+    for skew in range(8):
+        backing = np.zeros(skew + 5_010, dtype=dtype)
+        query = backing[skew : skew + 5_010]
+        query[:5_000] = doc
+        query[5_000:] = 31_000
+        for cut in [0, 15, 16, 127, 143, 144, 2_500, 4_999]:
+            query[cut] = 31_001
+            n, got, _ = cache.match_prefix(query)
+            assert n == cut and np.array_equal(got, slots[:cut]), (skew, cut)
+            if dtype != np.uint32:
+                query[cut] = -1
+                with pytest.raises(ValueError, match=f"tokens: value -1 at position {cut} "):
+                    cache.match_prefix(query)
+            query[cut] = doc[cut]
+        n, got, _ = cache.match_prefix(query)
+        assert n == 5_000 and np.array_equal(got, slots)
+    cache.check_integrity()
+
+
+def test_long_insert_range_checks_every_slot_of_the_row() -> None:
+    cache = RadixCache(12_000)
+    doc = np.arange(5_000, dtype=np.int32)
+    slots = fill(cache, doc)
+    own = cache.alloc(10)
+    tokens = np.concatenate([doc, np.arange(10, dtype=np.int32) + 20_000])
+    for at in [0, 17, 2_500, 4_999]:
+        row = np.concatenate([slots, own])
+        row[at] = 12_000
+        with pytest.raises(ValueError, match="slot_ids: slot 12000 is out of range"):
+            cache.insert(tokens, row)
+    assert cache.insert(tokens, np.concatenate([slots, own])) == 5_000
     cache.check_integrity()

@@ -155,48 +155,5 @@ fn bench_evict(c: &mut Criterion) {
     });
 }
 
-/// A 32k-token document cached under the root, matched with an int64 query (as a numpy array
-/// holds it) plus a short question: the walk reads 256 KB of query and 128 KB of tree tokens.
-/// The slots are shared (a reference to the edge) or copied (128 KB more to read and write).
-/// Four queries in turn: like a fresh request, each is in L2 but not L1.
-fn bench_match_long_doc(c: &mut Criterion) {
-    let mut rng = Rng(5);
-    let doc = rng.tokens(32_768);
-    let mut tree = RadixTree::new(1);
-    let mut slot = 0;
-    let mut first = doc.clone();
-    first.extend(rng.tokens(50));
-    insert_fresh(&mut tree, &first, &mut slot);
-    let queries: Vec<Vec<i64>> = (0..4)
-        .map(|_| {
-            let mut q: Vec<i64> = doc.iter().map(|&t| i64::from(t)).collect();
-            q.extend(rng.tokens(50).into_iter().map(|t| i64::from(t) + 40_000));
-            q
-        })
-        .collect();
-    let mut out = Vec::with_capacity(40_000);
-    let mut i = 0;
-    c.bench_function("match/doc_32k_i64_shared", |b| {
-        b.iter(|| {
-            out.clear();
-            i = (i + 1) % queries.len();
-            black_box(tree.match_prefix_shared(&queries[i], &mut out).unwrap());
-        })
-    });
-    c.bench_function("match/doc_32k_i64_copied", |b| {
-        b.iter(|| {
-            out.clear();
-            i = (i + 1) % queries.len();
-            black_box(tree.match_prefix_ids(&queries[i], &mut out).unwrap());
-        })
-    });
-}
-
-criterion_group!(
-    benches,
-    bench_match,
-    bench_match_long_doc,
-    bench_insert,
-    bench_evict
-);
+criterion_group!(benches, bench_match, bench_insert, bench_evict);
 criterion_main!(benches);

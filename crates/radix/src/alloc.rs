@@ -54,7 +54,7 @@ impl SlotAllocator {
             });
         }
         let mut is_free = vec![u64::MAX; num_pages.div_ceil(64)];
-        if num_pages % 64 != 0 {
+        if !num_pages.is_multiple_of(64) {
             *is_free.last_mut().expect("non-empty") = (1u64 << (num_pages % 64)) - 1;
         }
         Ok(Self {
@@ -99,7 +99,7 @@ impl SlotAllocator {
     /// ascending order; `false` (and `out` untouched) when `n` is not a multiple of the page
     /// size or not enough slots are free.
     pub fn alloc_into(&mut self, n: usize, out: &mut Vec<SlotId>) -> bool {
-        if n % self.page_size != 0 || n > self.available() {
+        if !n.is_multiple_of(self.page_size) || n > self.available() {
             return false;
         }
         let mut left = n / self.page_size;
@@ -150,7 +150,7 @@ impl SlotAllocator {
     /// out-of-range slot or a partial page, with nothing freed.
     pub fn free(&mut self, slots: &[SlotId]) -> Result<(), RadixError> {
         let page_size = self.page_size;
-        if slots.len() % page_size != 0 {
+        if !slots.len().is_multiple_of(page_size) {
             let slot = slots[slots.len() / page_size * page_size];
             return Err(RadixError::PartialPage { slot, page_size });
         }

@@ -1,6 +1,7 @@
 //! Id slices the tree reads in place: `u32`, or the `i32` / `i64` that caller buffers (numpy
 //! arrays) hold. A 32k-token int64 query is compared and validated in one pass over it, with no
-//! conversion to `u32` first: that pass is what bounds a long match.
+//! conversion to `u32` first: that pass is what bounds a long match. With AVX-512 the long
+//! passes (compare, slot range check) run in `avx512.rs`; the code here serves other CPUs.
 //!
 //! An id is valid when it is in `0..2^32`. An invalid one never equals a tree token, so a
 //! comparison stops there and the caller reports it.
@@ -97,13 +98,24 @@ impl IdElem for u32 {
 
     #[inline(always)]
     fn any_at_least(q: &[u32], bound: u32) -> bool {
-        q.iter().fold(0, |m, &x| m.max(x)) >= bound && !q.is_empty()
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::avx512::available() {
+                // SAFETY: the CPU has AVX-512.
+                return unsafe { crate::avx512::any_at_least_u32(q, bound) };
+            }
+        }
+        max_at_least(q, bound)
     }
 
     #[inline]
     fn common_prefix(q: &[u32], t: &[u32]) -> usize {
         #[cfg(target_arch = "x86_64")]
         {
+            if crate::avx512::available() {
+                // SAFETY: the CPU has AVX-512.
+                return unsafe { crate::avx512::common_prefix(q, t) };
+            }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
                 return unsafe { common_prefix_u32_avx2(q, t) };
@@ -127,17 +139,6 @@ impl IdElem for u32 {
 }
 
 macro_rules! wide_elem {
-    ($t:ty, |$x:ident, $bound:ident| $at_least:expr) => {
-        wide_elem!($t, |$x, $bound| $at_least, |q, bound| {
-            // Max of the low 32 bits, OR of the rest: exact once no value has high bits.
-            let (mut high, mut max) = (0u64, 0u32);
-            for &x in q {
-                high |= x.wide();
-                max = max.max(x.wide() as u32);
-            }
-            high >> 32 != 0 || (max >= bound && !q.is_empty())
-        });
-    };
     ($t:ty, |$x:ident, $bound:ident| $at_least:expr, |$q:ident, $b:ident| $any:block) => {
         impl IdElem for $t {
             const ALWAYS_VALID: bool = false;
@@ -163,6 +164,13 @@ macro_rules! wide_elem {
 
             #[inline]
             fn common_prefix(q: &[$t], t: &[u32]) -> usize {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if crate::avx512::available() {
+                        // SAFETY: the CPU has AVX-512.
+                        return unsafe { crate::avx512::common_prefix(q, t) };
+                    }
+                }
                 dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
             }
 
@@ -187,7 +195,7 @@ wide_elem!(i32, |x, bound| (x as u32 >= bound) | (x < 0), |q, bound| {
     // In 32-bit lanes. A negative value is >= 2^31 as u32, so up to that bound (a slot
     // capacity) the max alone decides (40% faster); above it the sign bit comes from an OR.
     if bound <= 1 << 31 {
-        return q.iter().fold(0u32, |m, &x| m.max(x as u32)) >= bound && !q.is_empty();
+        return u32::any_at_least(as_u32(q), bound);
     }
     let (mut or, mut max) = (0i32, 0u32);
     for &x in q {
@@ -196,7 +204,40 @@ wide_elem!(i32, |x, bound| (x as u32 >= bound) | (x < 0), |q, bound| {
     }
     or < 0 || (max >= bound && !q.is_empty())
 });
-wide_elem!(i64, |x, bound| x as u64 >= u64::from(bound));
+wide_elem!(i64, |x, bound| x as u64 >= u64::from(bound), |q, bound| {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::avx512::available() {
+            // SAFETY: the CPU has AVX-512.
+            return unsafe { crate::avx512::any_at_least_i64(q, bound) };
+        }
+    }
+    wide_any_at_least(q, bound)
+});
+
+/// Whether the largest of `q` is at least `bound` (a max reduction, which vectorizes).
+#[inline(always)]
+fn max_at_least(q: &[u32], bound: u32) -> bool {
+    q.iter().fold(0, |m, &x| m.max(x)) >= bound && !q.is_empty()
+}
+
+/// The bits of `q` as `u32` (same size and alignment).
+fn as_u32(q: &[i32]) -> &[u32] {
+    // SAFETY: every bit pattern is a valid u32.
+    unsafe { std::slice::from_raw_parts(q.as_ptr().cast(), q.len()) }
+}
+
+/// Whether any of `q` is not a valid id below `bound`: max of the low 32 bits and OR of the
+/// rest, exact once no value has high bits.
+#[inline(always)]
+fn wide_any_at_least<E: IdElem>(q: &[E], bound: u32) -> bool {
+    let (mut high, mut max) = (0u64, 0u32);
+    for &x in q {
+        high |= x.wide();
+        max = max.max(x.wide() as u32);
+    }
+    high >> 32 != 0 || (max >= bound && !q.is_empty())
+}
 
 #[inline(always)]
 fn first_at_least_body<E: IdElem>(q: &[E], bound: u32) -> Option<usize> {
@@ -300,6 +341,51 @@ mod tests {
         assert_eq!(i64::common_prefix(&q[..40], &t), 40);
         assert_eq!(i64::common_prefix(&q, &t[..33]), 33);
         assert_eq!(i64::common_prefix(&[], &t), 0);
+    }
+
+    /// The portable and AVX2 code still serve CPUs without AVX-512: each path (the ones this
+    /// CPU runs) gives the same answers as the dispatched one.
+    #[test]
+    fn every_code_path_agrees() {
+        let t: Vec<u32> = (0..600u32)
+            .map(|x| x.wrapping_mul(2_654_435_761) >> 8)
+            .collect();
+        for cut in (0..600).step_by(13).chain([599]) {
+            for bad in [-1i64, 1 << 32, i64::from(t[cut]) + 1] {
+                let mut q: Vec<i64> = t.iter().map(|&x| i64::from(x)).collect();
+                q[cut] = bad;
+                // An id too large for i32 becomes a negative one: invalid either way.
+                let q32: Vec<i32> = q.iter().map(|&x| i32::try_from(x).unwrap_or(-5)).collect();
+                let want = cut;
+                assert_eq!(super::common_prefix_wide(&q, &t), want);
+                assert_eq!(i64::common_prefix(&q, &t), want);
+                assert_eq!(super::common_prefix_wide(&q32, &t), want);
+                assert_eq!(i32::common_prefix(&q32, &t), want);
+                let qu: Vec<u32> = q32.iter().map(|&x| x as u32).collect();
+                let want_u = crate::prefix::common_prefix(&qu, &t);
+                assert_eq!(u32::common_prefix(&qu, &t), want_u);
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    unsafe {
+                        assert_eq!(super::common_prefix_wide_avx2(&q, &t), want);
+                        assert_eq!(super::common_prefix_wide_avx2(&q32, &t), want);
+                        assert_eq!(super::common_prefix_u32_avx2(&qu, &t), want_u);
+                    }
+                }
+                let slots: Vec<i32> = (0..600)
+                    .map(|x| if x == cut as i32 { -1 } else { x })
+                    .collect();
+                assert_eq!(i32::first_at_least(&slots, 600), Some(cut));
+                assert_eq!(super::first_at_least_body(&slots, 600), Some(cut));
+                assert!(super::wide_any_at_least(&slots, 600));
+                assert!(super::max_at_least(super::as_u32(&slots), 600));
+                assert!(!super::max_at_least(&qu[..cut.min(5)], u32::MAX));
+                let wide: Vec<i64> = slots.iter().map(|&x| i64::from(x)).collect();
+                assert_eq!(i64::first_at_least(&wide, 600), Some(cut));
+                assert_eq!(super::first_at_least_body(&wide, 600), Some(cut));
+            }
+        }
     }
 
     #[test]

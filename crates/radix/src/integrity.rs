@@ -33,7 +33,7 @@ pub(crate) fn check(tree: &RadixTree) -> Result<(), String> {
             let len = node.len();
             ensure!(len > 0, "node {idx} has an empty edge");
             ensure!(
-                len % page == 0,
+                len.is_multiple_of(page),
                 "node {idx}: edge of {len} tokens is not page-aligned"
             );
             slots.extend_from_slice(node.slots());

@@ -12,6 +12,8 @@
 //! No operation recurses on tree depth or prompt length.
 
 mod alloc;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod bits;
 mod error;
 mod ids;

@@ -111,7 +111,7 @@ impl Node {
 
     /// A node with edge `data` (tokens then slots, non-empty).
     pub fn from_data(data: Arc<[u32]>, parent: u32, last_access: u64, lock_ref: u32) -> Self {
-        debug_assert!(!data.is_empty() && data.len() % 2 == 0);
+        debug_assert!(!data.is_empty() && data.len().is_multiple_of(2));
         Self {
             data: Some(data),
             children: Vec::new(),

@@ -209,14 +209,19 @@ fn run(page: usize, ops: Vec<Op>) {
         match op {
             Op::Match(tokens) => {
                 // Every entry point, by the query's length: u32 tokens, int64 tokens read in
-                // place, and shared slots.
+                // place, and shared slots with int64 or int32 tokens.
                 let mut slots = Vec::new();
                 let wide: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-                let (n, h) = match tokens.len() % 3 {
+                let narrow: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+                let (n, h) = match tokens.len() % 4 {
                     0 => tree.match_prefix(&tokens, &mut slots),
                     1 => tree.match_prefix_ids(&wide, &mut slots).unwrap(),
-                    _ => {
-                        let (n, h, shared) = tree.match_prefix_shared(&wide, &mut slots).unwrap();
+                    k => {
+                        let (n, h, shared) = if k == 2 {
+                            tree.match_prefix_shared(&wide, &mut slots).unwrap()
+                        } else {
+                            tree.match_prefix_shared(&narrow, &mut slots).unwrap()
+                        };
                         if let Some(shared) = shared {
                             assert!(slots.is_empty());
                             slots.extend_from_slice(&shared);
@@ -231,13 +236,19 @@ fn run(page: usize, ops: Vec<Op>) {
             Op::Insert(tokens) => {
                 let slots: Vec<u32> = (next_slot..next_slot + tokens.len() as u32).collect();
                 next_slot += tokens.len() as u32;
-                let (cached, h) = if tokens.len() % 2 == 0 {
-                    tree.insert_and_match(&tokens, &slots).unwrap()
-                } else {
-                    let wide: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-                    let narrow: Vec<i32> = slots.iter().map(|&s| s as i32).collect();
-                    tree.insert_ids_checked(&wide, &narrow, |_, _| Ok::<_, RadixError>(()))
-                        .unwrap()
+                let narrow: Vec<i32> = slots.iter().map(|&s| s as i32).collect();
+                let (cached, h) = match tokens.len() % 4 {
+                    0 | 2 => tree.insert_and_match(&tokens, &slots).unwrap(),
+                    1 => {
+                        let wide: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+                        tree.insert_ids_checked(&wide, &narrow, |_, _| Ok::<_, RadixError>(()))
+                            .unwrap()
+                    }
+                    _ => {
+                        let t32: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+                        tree.insert_ids_checked(&t32, &narrow, |_, _| Ok::<_, RadixError>(()))
+                            .unwrap()
+                    }
                 };
                 let (mcached, mnode) = model.insert(&tokens, &slots);
                 assert_eq!(cached, mcached);

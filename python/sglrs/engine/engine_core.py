@@ -258,7 +258,7 @@ class EngineCore:
         # dropped: the scheduler needs a sampled token to finish a request.
         self.scheduler.add_request(
             state.id,
-            np.asarray(state.prompt_ids, dtype=np.int64),
+            np.asarray(state.prompt_ids, dtype=np.int32),  # ids < vocab < 2^31
             max(p.max_new_tokens, 1),
             ignore_eos=p.ignore_eos,
             stop_token_ids=p.stop_token_ids,
