@@ -519,7 +519,7 @@ fn adopt_runs(alloc: &SlotAllocator, in_tree: &mut [u64], new: &[SlotId], page: 
 }
 
 fn page_aligned(s: SlotId, page: usize) -> bool {
-    page == 1 || (s as usize).is_multiple_of(page)
+    page == 1 || s as usize % page == 0
 }
 
 fn check_accounting(inner: &Inner) -> Result<(), String> {

@@ -146,7 +146,7 @@ impl KvPool {
         }
         for _ in 0..extend {
             let q = slots.len();
-            let slot = if q.is_multiple_of(ps) {
+            let slot = if q % ps == 0 {
                 let first = pages[*cursor];
                 *cursor += ps;
                 first - first % ps as u32
