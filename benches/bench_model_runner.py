@@ -131,7 +131,7 @@ def main() -> None:
     ap.add_argument("--decode-steps", type=int, default=16)
     ap.add_argument("--attention-backend", default="auto")
     ap.add_argument("--disable-cuda-graph", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="print the top GPU kernels of decode")
+    ap.add_argument("--profile", action="store_true", help="print the top ops of decode")
     args = ap.parse_args()
     device = torch.device(args.device)
     tmp = None
@@ -218,18 +218,47 @@ def main() -> None:
         tmp.cleanup()
 
 
+class _ProfiledCore:
+    """`sglrs._core` with each function call recorded as `rust::<name>` (the profiler does not
+    see the Rust kernels of the CPU path otherwise)."""
+
+    def __init__(self, core) -> None:
+        self._core = core
+
+    def __getattr__(self, name: str):
+        from torch.profiler import record_function
+
+        fn = getattr(self._core, name)
+
+        def call(*args, **kwargs):
+            with record_function(f"rust::{name}"):
+                return fn(*args, **kwargs)
+
+        return call
+
+
 def profile_decode(runner: ModelRunner, batch: int, prompt_len: int) -> None:
-    """Top GPU kernels of 8 decode steps at `batch` (CUDA-graph replays show their kernels)."""
+    """Top ops of 8 decode steps at `batch` (CUDA-graph replays show their kernels; on the CPU
+    the Rust kernels show as `rust::*`)."""
     from torch.profiler import ProfilerActivity, profile
+
+    from sglrs.attention import cpu_decode
+    from sglrs.layers import cpu_ops
 
     gen = torch.Generator().manual_seed(batch)
     prompts = torch.randint(0, runner.config.vocab_size, (batch, prompt_len), generator=gen)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        run_ours(runner, prompts.to(runner.device), 8)
+    cuda = runner.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    saved = cpu_decode._core, cpu_ops._core
+    cpu_decode._core = cpu_ops._core = _ProfiledCore(saved[0])
+    try:
+        with profile(activities=activities) as prof:
+            run_ours(runner, prompts.to(runner.device), 8)
+    finally:
+        cpu_decode._core, cpu_ops._core = saved
     print(f"--- decode profile, batch {batch} (includes one prefill) ---")
-    print(
-        prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)
-    )
+    sort = "cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=60))
 
 
 if __name__ == "__main__":

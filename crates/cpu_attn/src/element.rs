@@ -67,12 +67,12 @@ impl Element for Bf16 {
 
     #[inline(always)]
     fn from_f32(x: f32) -> Self {
-        if x.is_nan() {
-            return Bf16(0x7fc0 | ((x.to_bits() >> 16) as u16 & 0x8000));
-        }
+        // Both results, then a select (no early return): row loops over it vectorize.
         let bits = x.to_bits();
         let round = 0x7fff + ((bits >> 16) & 1);
-        Bf16((bits.wrapping_add(round) >> 16) as u16)
+        let rounded = (bits.wrapping_add(round) >> 16) as u16;
+        let nan = 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
+        Bf16(if x.is_nan() { nan } else { rounded })
     }
 }
 

@@ -8,10 +8,14 @@
 //!
 //! Work items are (request, KV head) pairs, run on a cached thread pool; arithmetic is `f32`
 //! whatever the storage type ([`f32`], [`Bf16`], [`F16`]).
+//!
+//! [`layer_ops`] holds the other per-layer ops of a CPU decoder step (RMSNorm with the residual
+//! add, SiLU-and-mul, rotary embedding in place), each a single pass over its rows.
 
 mod dispatch;
 mod element;
 mod kernel;
+pub mod layer_ops;
 mod math;
 mod pool;
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `sglrs._core.paged_decode_attention`: the `sglrs-cpu-attn` kernel over the memory of CPU
+//! `sglrs._core.paged_decode_attention` and the per-layer ops (`rms_norm`, `add_rms_norm`,
+//! `silu_and_mul`, `rope_inplace`): the `sglrs-cpu-attn` kernels over the memory of CPU
 //! torch tensors, passed as addresses (`tensor.data_ptr()`) with their shapes and strides.
 //!
 //! Contract: the addresses are those of live CPU tensors with the stated shapes, strides and
@@ -207,6 +208,251 @@ fn paged_decode_attention(
     }
 }
 
+// ---- The per-layer ops of `sglrs_cpu_attn::layer_ops` (RMSNorm, SiLU-and-mul, rope) ----
+// Same contract as above: addresses of live, contiguous CPU tensors of the stated sizes that
+// nothing else touches during the call. Every buffer a call writes must share no byte with any
+// other buffer of the call (checked: a ValueError).
+
+fn check_disjoint(spans: &[(Span, &str)], written: &[usize]) -> PyResult<()> {
+    for &w in written {
+        for (i, &(s, what)) in spans.iter().enumerate() {
+            if i != w && overlaps(spans[w].0, s) {
+                return Err(PyValueError::new_err(format!(
+                    "{} overlaps {what}",
+                    spans[w].1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// # Safety
+/// As for [`slice`], and nothing else reads or writes the range during the borrow.
+unsafe fn slice_mut<'a, T>(s: Span) -> &'a mut [T] {
+    let len = (s.1 - s.0) / std::mem::size_of::<T>();
+    if len == 0 {
+        return &mut [];
+    }
+    std::slice::from_raw_parts_mut(s.0 as *mut T, len)
+}
+
+fn op_err(e: sglrs_cpu_attn::DecodeError) -> PyErr {
+    PyValueError::new_err(e.to_string().replace("paged decode attention: ", ""))
+}
+
+/// Runs `$body` with `$t` bound to the element type of dtype code `$dtype`.
+macro_rules! by_dtype {
+    ($dtype:expr, $name:literal, |$t:ident| $body:expr) => {
+        match $dtype {
+            F32 => {
+                type $t = f32;
+                $body
+            }
+            BF16 => {
+                type $t = Bf16;
+                $body
+            }
+            F16_CODE => {
+                type $t = F16;
+                $body
+            }
+            other => Err(PyValueError::new_err(format!(
+                concat!(
+                    $name,
+                    ": unknown dtype code {} (0 float32, 1 bfloat16, 2 float16)"
+                ),
+                other
+            ))),
+        }
+    };
+}
+
+/// `out = RMSNorm(x) * weight` over `rows` rows of `dim` values (x, weight, out contiguous).
+#[pyfunction]
+#[pyo3(signature = (*, dtype, x_ptr, rows, dim, weight_ptr, eps, out_ptr, num_threads))]
+#[allow(clippy::too_many_arguments)]
+fn rms_norm(
+    py: Python<'_>,
+    dtype: u8,
+    x_ptr: usize,
+    rows: usize,
+    dim: usize,
+    weight_ptr: usize,
+    eps: f64,
+    out_ptr: usize,
+    num_threads: usize,
+) -> PyResult<()> {
+    let n = mul(rows, dim, "x")?;
+    by_dtype!(dtype, "rms_norm", |T| {
+        let spans = [
+            (span::<T>(x_ptr, n, "x")?, "x"),
+            (span::<T>(weight_ptr, dim, "weight")?, "weight"),
+            (span::<T>(out_ptr, n, "out")?, "out"),
+        ];
+        check_disjoint(&spans, &[2])?;
+        // SAFETY: the contract above; `out` is disjoint from the inputs (checked).
+        let (x, w, out) = unsafe {
+            (
+                slice::<T>(spans[0].0),
+                slice::<T>(spans[1].0),
+                slice_mut::<T>(spans[2].0),
+            )
+        };
+        py.detach(|| sglrs_cpu_attn::layer_ops::rms_norm(x, w, eps as f32, out, num_threads))
+            .map_err(op_err)
+    })
+}
+
+/// `res_out = x + residual; out = RMSNorm(res_out) * weight` (`rows` x `dim`, contiguous).
+#[pyfunction]
+#[pyo3(signature = (
+    *, dtype, x_ptr, residual_ptr, rows, dim, weight_ptr, eps, out_ptr, res_out_ptr, num_threads
+))]
+#[allow(clippy::too_many_arguments)]
+fn add_rms_norm(
+    py: Python<'_>,
+    dtype: u8,
+    x_ptr: usize,
+    residual_ptr: usize,
+    rows: usize,
+    dim: usize,
+    weight_ptr: usize,
+    eps: f64,
+    out_ptr: usize,
+    res_out_ptr: usize,
+    num_threads: usize,
+) -> PyResult<()> {
+    let n = mul(rows, dim, "x")?;
+    by_dtype!(dtype, "add_rms_norm", |T| {
+        let spans = [
+            (span::<T>(x_ptr, n, "x")?, "x"),
+            (span::<T>(residual_ptr, n, "residual")?, "residual"),
+            (span::<T>(weight_ptr, dim, "weight")?, "weight"),
+            (span::<T>(out_ptr, n, "out")?, "out"),
+            (span::<T>(res_out_ptr, n, "res_out")?, "res_out"),
+        ];
+        check_disjoint(&spans, &[3, 4])?;
+        // SAFETY: the contract above; the written buffers are disjoint from all others.
+        let (x, r, w, out, res_out) = unsafe {
+            (
+                slice::<T>(spans[0].0),
+                slice::<T>(spans[1].0),
+                slice::<T>(spans[2].0),
+                slice_mut::<T>(spans[3].0),
+                slice_mut::<T>(spans[4].0),
+            )
+        };
+        py.detach(|| {
+            sglrs_cpu_attn::layer_ops::add_rms_norm(x, r, w, eps as f32, out, res_out, num_threads)
+        })
+        .map_err(op_err)
+    })
+}
+
+/// `out[r] = silu(gate[r]) * up[r]` for `rows` contiguous rows `[gate | up]` of `2 * inter`.
+#[pyfunction]
+#[pyo3(signature = (*, dtype, gate_up_ptr, rows, inter, out_ptr, num_threads))]
+fn silu_and_mul(
+    py: Python<'_>,
+    dtype: u8,
+    gate_up_ptr: usize,
+    rows: usize,
+    inter: usize,
+    out_ptr: usize,
+    num_threads: usize,
+) -> PyResult<()> {
+    let n = mul(rows, inter, "out")?;
+    by_dtype!(dtype, "silu_and_mul", |T| {
+        let spans = [
+            (
+                span::<T>(gate_up_ptr, mul(n, 2, "gate_up")?, "gate_up")?,
+                "gate_up",
+            ),
+            (span::<T>(out_ptr, n, "out")?, "out"),
+        ];
+        check_disjoint(&spans, &[1])?;
+        // SAFETY: the contract above; `out` is disjoint from `gate_up` (checked).
+        let (gu, out) = unsafe { (slice::<T>(spans[0].0), slice_mut::<T>(spans[1].0)) };
+        py.detach(|| sglrs_cpu_attn::layer_ops::silu_and_mul(gu, inter, out, num_threads))
+            .map_err(op_err)
+    })
+}
+
+/// Rope in place on the first `heads` heads (of `head_dim`) of `rows` rows of `x`, rows
+/// `row_stride` elements apart; `positions` int64 `[rows]`; `cos`/`sin` float32
+/// `[max_position, head_dim]` (all contiguous).
+#[pyfunction]
+#[pyo3(signature = (
+    *, dtype, x_ptr, rows, row_stride, heads, head_dim, positions_ptr, cos_ptr, sin_ptr,
+    max_position, num_threads
+))]
+#[allow(clippy::too_many_arguments)]
+fn rope_inplace(
+    py: Python<'_>,
+    dtype: u8,
+    x_ptr: usize,
+    rows: usize,
+    row_stride: usize,
+    heads: usize,
+    head_dim: usize,
+    positions_ptr: usize,
+    cos_ptr: usize,
+    sin_ptr: usize,
+    max_position: usize,
+    num_threads: usize,
+) -> PyResult<()> {
+    let width = mul(heads, head_dim, "x")?;
+    if width > row_stride {
+        return Err(PyValueError::new_err(format!(
+            "rope: {heads} heads of {head_dim} do not fit the row stride {row_stride}"
+        )));
+    }
+    let x_len = if rows == 0 {
+        0
+    } else {
+        mul(rows - 1, row_stride, "x")?
+            .checked_add(width)
+            .ok_or_else(|| PyValueError::new_err("x: size overflows"))?
+    };
+    let table = mul(max_position, head_dim, "cos")?;
+    by_dtype!(dtype, "rope_inplace", |T| {
+        let spans = [
+            (span::<T>(x_ptr, x_len, "x")?, "x"),
+            (span::<i64>(positions_ptr, rows, "positions")?, "positions"),
+            (span::<f32>(cos_ptr, table, "cos")?, "cos"),
+            (span::<f32>(sin_ptr, table, "sin")?, "sin"),
+        ];
+        check_disjoint(&spans, &[0])?;
+        // SAFETY: the contract above; `x` is disjoint from the inputs (checked).
+        let (x, pos, cos, sin) = unsafe {
+            (
+                slice_mut::<T>(spans[0].0),
+                slice::<i64>(spans[1].0),
+                slice::<f32>(spans[2].0),
+                slice::<f32>(spans[3].0),
+            )
+        };
+        py.detach(|| {
+            sglrs_cpu_attn::layer_ops::rope(
+                x,
+                row_stride,
+                heads,
+                head_dim,
+                pos,
+                cos,
+                sin,
+                num_threads,
+            )
+        })
+        .map_err(op_err)
+    })
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(paged_decode_attention, m)?)
+    m.add_function(wrap_pyfunction!(paged_decode_attention, m)?)?;
+    m.add_function(wrap_pyfunction!(rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(add_rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(silu_and_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(rope_inplace, m)?)
 }

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sglrs.kernels import use_triton
+from sglrs.layers import cpu_ops
 from sglrs.layers.linear import copy_weight
 
 
@@ -31,6 +32,10 @@ class RMSNorm(nn.Module):
             from sglrs.kernels.norm import rmsnorm
 
             return rmsnorm(x, self.weight, self.eps, residual)
+        if x.device.type == "cpu":  # one Rust pass (cpu_ops) where it takes the tensors
+            fused = cpu_ops.rms_norm(x, self.weight, self.eps, residual)
+            if fused is not None:
+                return fused
         if residual is None:
             return self._norm(x)
         x = x + residual

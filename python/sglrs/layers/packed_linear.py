@@ -5,8 +5,9 @@ reorder into the AMX/VNNI tile layout for bfloat16); for the small row counts of
 row per running request) that repacking is a large share of each matmul. oneDNN's linear on a
 weight reordered once into its blocked layout avoids it. Measured on SmolLM2's shapes (2-core
 Sapphire Rapids): float32 ~1.3-2x faster from 4 rows up; bfloat16 ~1.7x at 2-128 rows, equal
-at 1 row, and slower than the plain path from ~512 rows (prefill), so each dtype has its own
-row range (`PACKED_ROWS`). It is an internal torch op, so other dtypes, non-CPU weights or a
+at 1 row; at the CPU prefill chunk (512 rows, weights not cache-hot, one thread) bfloat16 is
+5-15% faster packed (a 500-token prefill step 5-8%), so each dtype has its own row range
+(`PACKED_ROWS`). It is an internal torch op, so other dtypes, non-CPU weights or a
 torch without it keep `F.linear`.
 """
 
@@ -19,9 +20,9 @@ from torch import nn
 # A packing hint only: the packed weight serves any number of rows.
 PACK_ROWS_HINT = 32
 # Rows (inclusive) for which the packed weight is used, per dtype. Below the range the matmul
-# is bound by reading the weight and the plain path is as fast; above it (bfloat16 prefill)
-# oneDNN's plain-layout kernel is faster.
-PACKED_ROWS = {torch.float32: (4, 1 << 62), torch.bfloat16: (2, 256)}
+# is bound by reading the weight and the plain path is as fast; above it (bfloat16 prefills
+# longer than the CPU chunk) the packed kernel was not measured faster.
+PACKED_ROWS = {torch.float32: (4, 1 << 62), torch.bfloat16: (2, 1024)}
 
 
 def can_prepack(weight: torch.Tensor) -> bool:

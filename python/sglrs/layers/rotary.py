@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sglrs.kernels import use_triton
+from sglrs.layers import cpu_ops
 from sglrs.model_loader.config import RopeScaling
 
 
@@ -69,12 +70,17 @@ class RotaryEmbedding(nn.Module):
         return cos, sin
 
     def rotate(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Rope on `x` `[T, heads, head_dim]` (q and k heads may share one call). On CUDA the
-        rotation is done in place by one kernel and `x` itself is returned."""
+        """Rope on `x` `[T, heads, head_dim]` (q and k heads may share one call). On CUDA, and
+        on the CPU where the Rust kernel takes the layout, the rotation is done in place by one
+        kernel and `x` itself is returned."""
         if use_triton(x) and x.stride(-1) == 1:
             from sglrs.kernels.rotary import rope_inplace
 
             return rope_inplace(x, positions, self.cos_cache, self.sin_cache)
+        if x.device.type == "cpu":
+            done = cpu_ops.rope_inplace(x, positions, self.cos_cache, self.sin_cache)
+            if done is not None:
+                return done
         cos, signed_sin = self.cos_sin(positions, x.dtype)
         # HF's x * cos + rotate_half(x) * sin, with rotate_half's (-x2, x1) written as the
         # swapped halves (x2, x1) times the signed sin: one copy (flip) instead of neg + cat.
