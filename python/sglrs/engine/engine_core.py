@@ -29,6 +29,7 @@ from sglrs.engine.tokenizer_setup import load_server_tokenizer
 from sglrs.ipc import messages as msg
 from sglrs.sampling.params import SamplingParams
 from sglrs.sampling.sampler import sample
+from sglrs.sampling.upload import upload
 from sglrs.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)
@@ -325,7 +326,7 @@ class EngineCore:
             bitmask, rows = self._grammar_masks(sampled)
             out = sample(result.logits, self.sampling, bitmask, rows)
             tokens, logprobs = out.next_token_ids, out.logprobs
-        step = InflightStep.launch(plan, sampled, tokens, logprobs)
+        step = InflightStep.launch(sampled, tokens, logprobs)
         if self.overlap:
             self._inflight = step
         else:
@@ -392,10 +393,7 @@ class EngineCore:
 
         bitmask = allocate_bitmask(len(rows), self.vocab_size)
         fill_bitmasks([sampled[j].matcher for j in rows], bitmask)
-        host = torch.from_numpy(bitmask)
-        if self.device.type == "cuda":  # pinned: the copy queues behind the forward, no wait
-            return host.pin_memory().to(self.device, non_blocking=True), rows
-        return host, rows
+        return upload(bitmask, torch.int32, self.device), rows  # queues behind the forward
 
     def _grammar_or_prefill_finish(self, state: RequestState, token: int) -> bool:
         """Finishes the Rust scheduler cannot see: grammar end, max_new_tokens=0."""

@@ -14,7 +14,6 @@ from sglrs.engine.request_state import RequestState
 
 @dataclass
 class InflightStep:
-    plan: Any
     # The requests of the plan's sampling rows, in plan order (captured at launch: some may
     # finish or be aborted before the step resolves; their tokens are then dropped).
     sampled: list[RequestState]
@@ -26,10 +25,14 @@ class InflightStep:
     _ready: torch.cuda.Event | None = field(default=None, repr=False)
 
     @classmethod
-    def launch(cls, plan: Any, sampled: list[RequestState], tokens: torch.Tensor | None,
-               logprobs: list[Any] | None = None) -> InflightStep:  # fmt: skip
+    def launch(
+        cls,
+        sampled: list[RequestState],
+        tokens: torch.Tensor | None,
+        logprobs: list[Any] | None = None,
+    ) -> InflightStep:
         """Start the device-to-host copy of `tokens` behind the work queued so far."""
-        step = cls(plan, sampled, tokens, logprobs)
+        step = cls(sampled, tokens, logprobs)
         if tokens is not None and tokens.is_cuda:
             step._host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
             step._host.copy_(tokens, non_blocking=True)
