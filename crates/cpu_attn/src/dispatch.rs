@@ -14,9 +14,9 @@ pub(crate) type ItemFn<T> =
 
 /// The portable build's multiply-add: aarch64 always has FMA; baseline x86-64 does not.
 #[cfg(target_arch = "aarch64")]
-type PortableMulAdd = crate::math::Fused;
+pub(crate) type PortableMulAdd = crate::math::Fused;
 #[cfg(not(target_arch = "aarch64"))]
-type PortableMulAdd = crate::math::Separate;
+pub(crate) type PortableMulAdd = crate::math::Separate;
 
 #[inline(always)]
 fn by_head_dim<T: Element, M: MulAdd>(

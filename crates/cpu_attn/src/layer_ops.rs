@@ -12,8 +12,9 @@
 
 use rayon::prelude::*;
 
+use crate::dispatch::PortableMulAdd;
 use crate::element::Element;
-use crate::math::{exp, Fused, MulAdd, Separate};
+use crate::math::{exp, Fused, MulAdd};
 use crate::{thread_pool, DecodeError};
 
 /// Elements below which a call stays on the calling thread (waking workers costs more).
@@ -71,10 +72,12 @@ fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512bw") && has!("fma") {
+        // Exactly the features each variant is compiled with (`dispatched!`).
+        let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+        if avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
             return Isa::Avx512;
         }
-        if has!("avx2") && has!("fma") {
+        if avx2 {
             return Isa::Avx2;
         }
     }
@@ -105,7 +108,7 @@ macro_rules! dispatched {
                 Isa::Avx512 => unsafe { avx512::<T>($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => unsafe { avx2::<T>($($arg),*) },
-                Isa::Portable => $generic::<T, Separate>($($arg),*),
+                Isa::Portable => $generic::<T, PortableMulAdd>($($arg),*),
             }
         }
     };
