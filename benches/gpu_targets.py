@@ -37,6 +37,7 @@ from llama8b import (  # noqa: E402
     DUMMY_ENGINE_ARGS,
     LLAMA_8B,
     copy_bandwidth,
+    engine_arg,
     write_model_dir,
 )
 
@@ -158,6 +159,7 @@ def engine_args(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         kw["cuda_graph_max_bs"] = args.cuda_graph_max_bs
     if args.max_running_requests:
         kw["max_running_requests"] = args.max_running_requests
+    kw.update(dict(args.engine_arg))
     kw.update(extra)
     return kw
 
@@ -200,6 +202,9 @@ def main() -> None:
     p.add_argument("--disable-overlap-schedule", action="store_true")
     p.add_argument("--cuda-graph-max-bs", type=int, default=None)
     p.add_argument("--max-running-requests", type=int, default=None)
+    p.add_argument(
+        "--engine-arg", type=engine_arg, action="append", default=[], metavar="KEY=VALUE"
+    )
     p.add_argument("--hf-peer", action="store_true", help="also time HF transformers decode")
     p.add_argument("--out", default=str(RESULTS / "gpu_targets.json"))
     args = p.parse_args()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,6 +41,19 @@ DUMMY_ENGINE_ARGS = {
 }
 # Bytes one decode step must read: every weight but the embedding table (one row of it).
 DECODE_WEIGHT_BYTES = 2 * (8_030_261_248 - 128256 * 4096)
+
+
+def engine_arg(text: str) -> tuple[str, Any]:
+    """`--engine-arg KEY=VALUE` (argparse type): any sglrs.Engine keyword, VALUE read as JSON
+    when it parses (numbers, true/false), else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.replace("-", "_"), value
 
 
 def write_model_dir(path: Path) -> Path:

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_targets import bench_decode, bench_offline  # noqa: E402
-from llama8b import DUMMY_ENGINE_ARGS, LLAMA_8B, write_model_dir  # noqa: E402
+from llama8b import DUMMY_ENGINE_ARGS, LLAMA_8B, engine_arg, write_model_dir  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -45,6 +45,7 @@ def engine_args(args: argparse.Namespace, tp: int) -> dict[str, Any]:
         attention_backend=args.attention_backend,
         disable_cuda_graph=args.disable_cuda_graph,
     )
+    kw.update(dict(args.engine_arg))
     if args.tokenizer_path:
         kw["tokenizer_path"] = args.tokenizer_path
     else:
@@ -134,6 +135,9 @@ def main() -> None:
     p.add_argument("--tokenizer-path", default=None)
     p.add_argument("--attention-backend", default="auto")
     p.add_argument("--disable-cuda-graph", action="store_true")
+    p.add_argument(
+        "--engine-arg", type=engine_arg, action="append", default=[], metavar="KEY=VALUE"
+    )
     p.add_argument("--out", default=str(RESULTS / "tp_scaling.json"))
     args = p.parse_args()
     tps = sorted({int(t) for t in args.tp.split(",")})

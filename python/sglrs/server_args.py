@@ -97,6 +97,9 @@ class ServerArgs:
     )
     nnodes: int = _f(1, "Number of nodes; each runs tp-size / nnodes ranks.")
     node_rank: int = _f(0, "This node's rank; only node 0 serves HTTP.")
+    disable_custom_all_reduce: bool = _f(
+        False, "Use NCCL for every all-reduce (no one-shot symmetric-memory kernel for decode)."
+    )
     dist_init_addr: str | None = _f(
         None, "host:port where TP rank 0 (node 0) rendezvouses; needed with --nnodes > 1."
     )

@@ -5,6 +5,8 @@ from sglrs.distributed.comm import (
     all_reduce,
     all_reduce_min_int,
     broadcast_bytes,
+    disable_custom_all_reduce,
+    enable_custom_all_reduce,
 )
 from sglrs.distributed.parallel_state import (
     NCCL_SAFETY_ENV,
@@ -27,6 +29,8 @@ __all__ = [
     "all_reduce_min_int",
     "broadcast_bytes",
     "destroy_tensor_parallel",
+    "disable_custom_all_reduce",
+    "enable_custom_all_reduce",
     "get_tp_group",
     "get_tp_rank",
     "get_tp_size",

@@ -1,29 +1,75 @@
 """Collectives over the tensor-parallel group; identity when there is none (tp 1).
 
 All-reduce and all-gather go through torch.distributed on the device group, so with NCCL they
-can be captured in a CUDA graph. `broadcast_bytes` moves a host byte buffer from rank 0 over the
-gloo group in one message when it fits `BROADCAST_CHUNK` (every decode step does), else two.
+can be captured in a CUDA graph; small all-reduces take the one-shot symmetric-memory kernel
+once `enable_custom_all_reduce` has set it up. `broadcast_bytes` moves a host byte buffer from
+rank 0 over the gloo group in one message when it fits `BROADCAST_CHUNK` (every decode step
+does), else two.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from sglrs.distributed.custom_all_reduce import (
+    DEFAULT_MAX_BYTES,
+    CustomAllReduce,
+    symm_mem_supported,
+)
 from sglrs.distributed.parallel_state import get_tp_group
+
+logger = logging.getLogger(__name__)
 
 BROADCAST_CHUNK = 64 * 1024
 _LEN_BYTES = 8
+_CUSTOM: CustomAllReduce | None = None
 
 
 def all_reduce(x: torch.Tensor) -> torch.Tensor:
-    """Sum `x` over the ranks, in place; returns `x`."""
+    """Sum `x` over the ranks; returns the sum, which may be `x` itself (reduced in place) or a
+    new tensor, so callers must use the result."""
     tp = get_tp_group()
     if tp is None or tp.size == 1:
         return x
+    if _CUSTOM is not None and _CUSTOM.handles(x):
+        return _CUSTOM(x)
     dist.all_reduce(x, group=tp.device_group)
     return x
+
+
+def enable_custom_all_reduce(dtype: torch.dtype, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
+    """Set up the one-shot all-reduce for `dtype` tensors up to `max_bytes` on every rank (call
+    on all ranks together, before graph capture). Every rank keeps it only if all ranks could
+    build it and it summed correctly everywhere, so no rank mixes it with NCCL; returns that."""
+    global _CUSTOM
+    tp = get_tp_group()
+    if tp is None or tp.size == 1 or tp.device.type != "cuda":
+        return False
+    _CUSTOM = None
+    custom, ok = None, symm_mem_supported()
+    if all_reduce_min_int(int(ok)):  # the buffer's rendezvous is a collective: all or none
+        try:
+            custom = CustomAllReduce(tp.device_group, tp.device, dtype, max_bytes)
+            ok = custom.self_test(tp.device)
+        except Exception as e:  # an unsupported fabric or driver: NCCL still works
+            logger.warning("one-shot all-reduce unavailable, using NCCL: %s", e)
+            custom, ok = None, False
+    else:
+        ok = False
+    if not all_reduce_min_int(int(ok)):
+        return False
+    _CUSTOM = custom
+    logger.info("one-shot all-reduce for %s tensors up to %d KiB", dtype, max_bytes // 1024)
+    return True
+
+
+def disable_custom_all_reduce() -> None:
+    global _CUSTOM
+    _CUSTOM = None
 
 
 def all_gather_last_dim(x: torch.Tensor) -> torch.Tensor:

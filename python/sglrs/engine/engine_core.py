@@ -87,6 +87,7 @@ def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
         page_size=args.page_size,
         cuda_graph_max_bs=args.cuda_graph_max_bs,
         disable_cuda_graph=args.disable_cuda_graph,
+        disable_custom_all_reduce=args.disable_custom_all_reduce,
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from sglrs.attention import create_attention_backend
-from sglrs.distributed import all_reduce_min_int, get_tp_size
+from sglrs.distributed import all_reduce_min_int, enable_custom_all_reduce, get_tp_size
 from sglrs.kv_cache import KVBudget, KVPool, kv_token_capacity
 from sglrs.layers.packed_linear import prepack_model
 from sglrs.model_loader import LoadConfig, ModelConfig, load_model, resolve_dtype
@@ -55,6 +55,7 @@ class ModelRunner:
         page_size: int = 1,
         cuda_graph_max_bs: int | None = None,
         disable_cuda_graph: bool = False,
+        disable_custom_all_reduce: bool = False,
     ) -> None:
         self.config = model_config
         self.device = torch.device(device)
@@ -101,6 +102,8 @@ class ModelRunner:
         self.attn_backend = create_attention_backend(
             attention_backend, rank_config, self.kv_pool, self.device
         )
+        if self.device.type == "cuda" and get_tp_size() > 1 and not disable_custom_all_reduce:
+            enable_custom_all_reduce(self.dtype)  # before capture: graphs record its kernel
         self.graph_runner = None
         if (
             self.device.type == "cuda"
