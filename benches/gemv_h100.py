@@ -43,6 +43,12 @@ SHAPES = {
     "gate_up": (28672, 4096),
     "down": (4096, 14336),
     "lm_head": (128256, 4096),
+    # One rank's shards at tensor parallel 2 (column-parallel N, row-parallel K halved).
+    "qkv_tp2": (3072, 4096),
+    "o_tp2": (4096, 2048),
+    "gate_up_tp2": (14336, 4096),
+    "down_tp2": (4096, 7168),
+    "lm_head_tp2": (64128, 4096),
 }
 ROWS = (1, 2, 4, 8)
 ROTATE_BYTES = 400e6  # > 8x the H100's 50 MB L2
@@ -59,6 +65,9 @@ def candidates(m: int, n: int, k: int) -> list[Any]:
         fma += [(4, 1024, 4), (4, 2048, 4), (4, 2048, 8), (8, 512, 4), (8, 1024, 8), (8, 2048, 8)]
         splits = (1, 2) if cls in ("square", "deep") else (1,)
         out = [GemvConfig(bn, bk, s, w) for s in splits for bn, bk, w in fma]
+        # Software-pipelined K loops: more bytes in flight per program.
+        staged = [(2, 512, 4, 3), (4, 512, 4, 3), (4, 512, 4, 4), (4, 1024, 4, 2), (8, 512, 8, 3)]
+        out += [GemvConfig(bn, bk, 1, w, st) for bn, bk, w, st in staged]
         return out + [GemvConfig(32, 256, 1, 4, 4, use_dot=True)]
     dot = [(16, 512, 4, 3), (16, 512, 4, 4), (16, 1024, 4, 3), (32, 128, 4, 4), (32, 256, 4, 4)]
     dot += [(32, 256, 8, 4), (32, 512, 4, 3), (64, 128, 4, 4), (64, 256, 4, 3)]
@@ -201,6 +210,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sweep", action="store_true", help="also time candidate tile configs")
     p.add_argument("--shapes", default=",".join(SHAPES))
+    p.add_argument("--rows", default=",".join(map(str, ROWS)), help="M values, comma-separated")
     p.add_argument("--workers", type=int, default=12, help="processes compiling the sweep")
     p.add_argument("--out", default=str(RESULTS / "gemv_h100.json"))
     args = p.parse_args()
@@ -210,10 +220,11 @@ def main() -> None:
     import sglrs
 
     names = args.shapes.split(",")
+    rows = tuple(int(m) for m in args.rows.split(","))
     torch.manual_seed(0)
     if args.sweep:
         start = time.perf_counter()
-        jobs = [(m, *SHAPES[s], c) for s in names for m in ROWS for c in candidates(m, *SHAPES[s])]
+        jobs = [(m, *SHAPES[s], c) for s in names for m in rows for c in candidates(m, *SHAPES[s])]
         errors = precompile(jobs, args.workers)
         print(f"compiled {len(jobs)} sweep launches in {time.perf_counter() - start:.0f} s; "
               f"{len(errors)} failed", flush=True)  # fmt: skip
@@ -248,7 +259,7 @@ def main() -> None:
         n, k = SHAPES[name]
         copies = max(2, math.ceil(ROTATE_BYTES / (n * k * 2)))
         weights = [torch.randn((n, k), device="cuda").mul_(0.02).bfloat16() for _ in range(copies)]
-        for m in ROWS:
+        for m in rows:
             row = bench_shape(name, m, weights, args.sweep, bw)
             result["rows"].append(row)
             best = row.get("best")

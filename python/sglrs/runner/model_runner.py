@@ -28,7 +28,22 @@ from sglrs.runner.forward_batch import (
     apply_table_writes,
 )
 
-DEFAULT_CUDA_GRAPH_MAX_BS = 160
+# GPUs with this much memory are the serving class (H100/H200) that run big decode batches.
+LARGE_GPU_BYTES = 60 * 2**30
+
+
+def large_gpu(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory >= (
+        LARGE_GPU_BYTES
+    )
+
+
+def default_cuda_graph_max_bs(device: torch.device) -> int:
+    """Decode batches up to this size replay a CUDA graph. On a large GPU up to 512: eager
+    launches of a 512-row step cost ~19 ms of host time on Llama-3.1-8B, more than its GPU time
+    under tensor parallelism (offline throughput 8,217 -> 9,148 tok/s at tp 1 and 8,935 ->
+    14,795 at tp 2 on H200, benches/results/tp_scaling.json)."""
+    return 512 if large_gpu(device) else 160
 
 
 @dataclass
@@ -112,7 +127,8 @@ class ModelRunner:
         ):
             from sglrs.runner.cuda_graph_runner import CudaGraphRunner
 
-            max_bs = min(cuda_graph_max_bs or DEFAULT_CUDA_GRAPH_MAX_BS, max_running_requests)
+            max_bs = cuda_graph_max_bs or default_cuda_graph_max_bs(self.device)
+            max_bs = min(max_bs, max_running_requests)
             try:
                 self.graph_runner = CudaGraphRunner(self, max_bs)
             except torch.cuda.OutOfMemoryError as e:
