@@ -76,6 +76,62 @@ def test_greedy_tokens_equal_tp1(tmp_path, shape, tp):
     assert _greedy(model, tp, prompts, dtype="float32") == want
 
 
+def test_greedy_tokens_equal_with_nccl_only(tmp_path):
+    """The one-shot symmetric-memory all-reduce (decode) and NCCL (--disable-custom-all-reduce)
+    add the same two partial sums, so tp 2 gives the same tokens either way."""
+    _need_gpus(2)
+    shape = "llama-4q-2kv"
+    model = _random_llama(tmp_path / shape, SHAPES[shape])
+    prompts = _prompts(SHAPES[shape]["vocab_size"])
+    want = _greedy(model, 2, prompts, dtype="float32", disable_custom_all_reduce=True)
+    assert _greedy(model, 2, prompts, dtype="float32") == want
+
+
+def test_custom_all_reduce_sums_like_nccl():
+    """Inside one process pair: every size the one-shot path takes sums like NCCL."""
+    _need_gpus(2)
+    import torch.multiprocessing as mp
+
+    mp.spawn(_custom_all_reduce_rank, args=(2, _free_port()), nprocs=2)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _custom_all_reduce_rank(rank: int, tp: int, port: int) -> None:
+    import torch.distributed as dist
+
+    from sglrs.distributed import (
+        all_reduce,
+        destroy_tensor_parallel,
+        enable_custom_all_reduce,
+        init_tensor_parallel,
+    )
+
+    device = torch.device("cuda", rank)
+    init_tensor_parallel(rank, tp, f"127.0.0.1:{port}", device)
+    try:
+        assert enable_custom_all_reduce(torch.bfloat16)
+        gen = torch.Generator(device=device).manual_seed(rank)
+        for rows in (1, 3, 64, 512):
+            x = torch.randn(rows, 4096, generator=gen, device=device).bfloat16()
+            want = x.clone()
+            dist.all_reduce(want)
+            got = all_reduce(x)
+            assert got.data_ptr() != x.data_ptr(), "rows <= 4 MiB take the one-shot path"
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        big = torch.ones(2048, 4096, device=device).bfloat16()  # 16 MiB: NCCL, in place
+        assert all_reduce(big).data_ptr() == big.data_ptr()
+        assert bool((big == tp).all())
+    finally:
+        destroy_tensor_parallel()
+
+
 def test_smollm2_tp3_equals_tp1():
     _need_gpus(3)
     from sglrs.utils.default_model import DefaultModelUnavailable, default_model_path

@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from sglrs.distributed.custom_all_reduce import (
     DEFAULT_MAX_BYTES,
+    MAX_BYTES_BY_WORLD_SIZE,
     CustomAllReduce,
     symm_mem_supported,
 )
@@ -41,15 +42,18 @@ def all_reduce(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def enable_custom_all_reduce(dtype: torch.dtype, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
-    """Set up the one-shot all-reduce for `dtype` tensors up to `max_bytes` on every rank (call
-    on all ranks together, before graph capture). Every rank keeps it only if all ranks could
-    build it and it summed correctly everywhere, so no rank mixes it with NCCL; returns that."""
+def enable_custom_all_reduce(dtype: torch.dtype, max_bytes: int | None = None) -> bool:
+    """Set up the one-shot all-reduce for `dtype` tensors up to `max_bytes` (default: measured
+    per group size) on every rank (call on all ranks together, before graph capture). Every
+    rank keeps it only if all ranks could build it and it summed correctly everywhere, so no
+    rank mixes it with NCCL; returns that."""
     global _CUSTOM
     tp = get_tp_group()
     if tp is None or tp.size == 1 or tp.device.type != "cuda":
         return False
     _CUSTOM = None
+    if max_bytes is None:
+        max_bytes = MAX_BYTES_BY_WORLD_SIZE.get(tp.size, DEFAULT_MAX_BYTES)
     custom, ok = None, symm_mem_supported()
     if all_reduce_min_int(int(ok)):  # the buffer's rendezvous is a collective: all or none
         try:

@@ -18,7 +18,11 @@ import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
 
-# Largest tensor sent through the one-shot path: 64 decode rows of a 4096-wide bf16 model.
+# Largest tensor sent through the one-shot path. At 2 ranks it beat NCCL up to 4 MiB inside CUDA
+# graphs on H200 (2.1x at 8 KiB, 1.6x at 2 MiB, 1.1x at 4 MiB; 0.64x at 16 MiB:
+# benches/results/all_reduce_tp.json). With more ranks each reads more peers' bytes, so the
+# cut-off stays at 64 rows of a 4096-wide bf16 model until measured.
+MAX_BYTES_BY_WORLD_SIZE = {2: 4 * 2**20}
 DEFAULT_MAX_BYTES = 512 * 1024
 _VECTOR_BYTES = 16  # the kernel moves 16-byte vectors
 
