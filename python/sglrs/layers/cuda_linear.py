@@ -21,8 +21,10 @@ from sglrs.kernels import use_triton
 from sglrs.layers.packed_linear import packed_linear
 
 _HALF = (torch.bfloat16, torch.float16)
-# Eager calls on weights this large use the GEMV: >= ~170 µs of reading at 3 TB/s.
-EAGER_MIN_WEIGHT_BYTES = 512 << 20
+# Eager calls on weights this large use the GEMV: >= ~60 µs of reading at 3 TB/s, so the LM
+# head's shard at tp 2 and 4 (525 / 263 MB on Llama-3.1-8B) too: at tp 2 on H200 the GEMV
+# reads it in 118 µs against cuBLAS's 131 (benches/gemv_h100.py, shape lm_head_tp2).
+EAGER_MIN_WEIGHT_BYTES = 192 << 20
 _launched: set[tuple] = set()
 
 
