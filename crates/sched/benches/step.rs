@@ -1,11 +1,14 @@
 //! Cost of one `schedule_into_shared` + `update_into` step (what the Python binding runs):
 //! steady decode of 32 / 256 / 1024 requests (512-token prompts), and a prefill step admitting
-//! 64 requests with 2048-token prompts.
+//! 64 requests with 2048-token prompts, also split into its two halves (`schedule` alone:
+//! admission and the plan; `update` alone: caching the 64 prompts in the radix tree), and the
+//! memory work those halves consist of, each alone (`prefill_64x2048_parts`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sglrs_radix::{RadixTree, SlotAllocator};
 use sglrs_sched::{FinishedBatch, RequestOptions, Scheduler, SchedulerConfig, StepKind, StepPlan};
 
 const PROMPT: usize = 512;
@@ -76,6 +79,14 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// Which part of the prefill step a measurement times.
+#[derive(Clone, Copy)]
+enum Part {
+    Step,
+    Schedule,
+    Update,
+}
+
 /// A fresh scheduler per iteration (built and dropped untimed), with one `StepPlan` and
 /// `FinishedBatch` reused across iterations, as a long-lived engine (and the Python binding)
 /// reuses them: the timed step writes into buffers that were written before.
@@ -97,21 +108,105 @@ fn bench_prefill(c: &mut Criterion) {
         s
     };
     let (mut plan, mut done, tokens) = (StepPlan::default(), FinishedBatch::default(), [3u32; N]);
-    c.bench_function("prefill_step_64x2048", |b| {
+    let mut g = c.benchmark_group("prefill_64x2048");
+    for (name, part) in [
+        ("step", Part::Step),
+        ("schedule", Part::Schedule),
+        ("update", Part::Update),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut s = fresh();
+                    let start = Instant::now();
+                    s.schedule_into_shared(&mut plan).unwrap();
+                    let planned = Instant::now();
+                    s.update_into(black_box(&tokens), &[], &mut done).unwrap();
+                    let end = Instant::now();
+                    total += match part {
+                        Part::Step => end - start,
+                        Part::Schedule => planned - start,
+                        Part::Update => end - planned,
+                    };
+                    assert_eq!(plan.batch_size(), N);
+                }
+                total
+            });
+        });
+    }
+    g.finish();
+}
+
+/// The prefill step's memory work, each part alone, on the same 64 x 2048 prompts: the slot
+/// allocation (admission writes every new token's slot), the plan's per-token arrays (input
+/// ids, positions, KV locations: three 512 KiB arrays), and caching the prompts in a fresh
+/// radix tree (the update: it copies every token and slot into the tree's edges).
+fn bench_prefill_parts(c: &mut Criterion) {
+    const N: usize = 64;
+    const LEN: usize = 2048;
+    let prompts: Vec<Vec<u32>> = (0..N as u64).map(|id| prompt(id, LEN)).collect();
+    let slots: Vec<Vec<u32>> = (0..N as u32)
+        .map(|r| (r * LEN as u32..(r + 1) * LEN as u32).collect())
+        .collect();
+    let mut g = c.benchmark_group("prefill_64x2048_parts");
+    g.bench_function("slot_alloc", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let mut s = fresh();
+                let mut alloc = SlotAllocator::new(N * (LEN + 64), 1);
+                let mut out: Vec<Vec<u32>> = (0..N).map(|_| Vec::with_capacity(LEN + 32)).collect();
                 let start = Instant::now();
-                s.schedule_into_shared(&mut plan).unwrap();
-                s.update_into(black_box(&tokens), &[], &mut done).unwrap();
+                for o in &mut out {
+                    assert!(alloc.alloc_into(LEN, o));
+                }
                 total += start.elapsed();
-                assert_eq!(plan.batch_size(), N);
+                black_box(&out);
             }
             total
         });
     });
+    // The scheduler copies its u32 ids into the int32 arrays as plain memory copies.
+    let as_i32 = |v: &[Vec<u32>]| -> Vec<Vec<i32>> {
+        v.iter()
+            .map(|x| x.iter().map(|&t| t as i32).collect())
+            .collect()
+    };
+    let (prompts_i32, slots_i32) = (as_i32(&prompts), as_i32(&slots));
+    let (mut input_ids, mut positions, mut out_cache_loc) = (Vec::new(), Vec::new(), Vec::new());
+    g.bench_function("plan_arrays", |b| {
+        b.iter(|| {
+            for v in [&mut input_ids, &mut positions, &mut out_cache_loc] {
+                v.clear();
+                v.reserve(N * LEN);
+            }
+            for (p, s) in prompts_i32.iter().zip(&slots_i32) {
+                input_ids.extend_from_slice(p);
+                positions.extend(0..LEN as i32);
+                out_cache_loc.extend_from_slice(s);
+            }
+            black_box((&input_ids, &positions, &out_cache_loc));
+        });
+    });
+    g.bench_function("radix_insert", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut tree = RadixTree::new(1);
+                let start = Instant::now();
+                for (p, s) in prompts.iter().zip(&slots) {
+                    let (cached, node) = tree.insert_and_match(p, s).unwrap();
+                    assert_eq!(cached, 0);
+                    tree.lock(node).unwrap();
+                }
+                total += start.elapsed();
+                black_box(&tree);
+            }
+            total
+        });
+    });
+    g.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_prefill);
+criterion_group!(benches, bench_decode, bench_prefill, bench_prefill_parts);
 criterion_main!(benches);
