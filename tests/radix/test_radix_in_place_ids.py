@@ -1,5 +1,6 @@
 """sglrs.RadixCache with ids read in place: numpy int64/int32/uint32 inputs without a copy,
-matched slots shared with the tree (read-only views), and validation of every id."""
+matched slots shared with the tree (read-only views), and validation of every id the cache
+reads (the caller's slots for an already-cached prefix are its own and are not read)."""
 
 from __future__ import annotations
 
@@ -89,15 +90,11 @@ def test_invalid_ids_anywhere_are_value_errors_and_leave_the_tree_intact() -> No
         with pytest.raises(ValueError, match=f"tokens: value .* at {where} is out of range"):
             cache.match_prefix(query)
     assert cache.stats()["match_calls"] == calls
-    # Inserting: a bad token past the cached part, a bad slot in the cached or the new part.
+    # Inserting: a bad token past the cached part, a bad slot in the new part (adopted).
     own = cache.alloc(2)
     row = np.concatenate([slots, own])
     with pytest.raises(ValueError, match="tokens: value -1 at position 11"):
         cache.insert(np.array([*range(11), -1]), row)
-    cached_bad = row.copy()
-    cached_bad[3] = -3
-    with pytest.raises(ValueError, match="slot_ids: slot -3 is out of range"):
-        cache.insert(np.arange(12), cached_bad)
     new_bad = row.copy()
     new_bad[11] = -5
     with pytest.raises(ValueError, match="slot_ids: value -5 at position 11 is out of range"):
@@ -106,8 +103,14 @@ def test_invalid_ids_anywhere_are_value_errors_and_leave_the_tree_intact() -> No
         cache.insert(np.arange(12), np.concatenate([slots, [own[0], 64]]).astype(np.int64))
     assert cache.total_size() == 10 and cache.available() == 64 - 12
     cache.check_integrity()
-    assert cache.insert(np.arange(12), row) == 10
-    assert cache.match_prefix(np.arange(12))[0] == 12
+    # The slots of the cached prefix are the caller's duplicates: not read (free checks them).
+    cached_bad = row.copy()
+    cached_bad[3] = -3
+    assert cache.insert(np.arange(12), cached_bad) == 10
+    with pytest.raises(ValueError, match="out of range"):
+        cache.free(cached_bad[:10])
+    n, got, _ = cache.match_prefix(np.arange(12))
+    assert n == 12 and np.array_equal(got, row)
     cache.check_integrity()
 
 
@@ -137,16 +140,56 @@ def test_long_queries_match_exactly_at_any_offset_and_alignment(dtype: type) -> 
     cache.check_integrity()
 
 
-def test_long_insert_range_checks_every_slot_of_the_row() -> None:
+def test_long_insert_checks_the_adopted_slots_and_skips_the_cached_ones() -> None:
     cache = RadixCache(12_000)
     doc = np.arange(5_000, dtype=np.int32)
     slots = fill(cache, doc)
     own = cache.alloc(10)
     tokens = np.concatenate([doc, np.arange(10, dtype=np.int32) + 20_000])
-    for at in [0, 17, 2_500, 4_999]:
+    for at in [0, 3, 9]:
         row = np.concatenate([slots, own])
-        row[at] = 12_000
+        row[5_000 + at] = 12_000
         with pytest.raises(ValueError, match="slot_ids: slot 12000 is out of range"):
             cache.insert(tokens, row)
-    assert cache.insert(tokens, np.concatenate([slots, own])) == 5_000
+    assert cache.total_size() == 5_000
+    cache.check_integrity()
+    # Bad ids among the duplicates of the cached prefix are not read.
+    row = np.concatenate([slots, own])
+    row[[0, 17, 2_500, 4_999]] = [12_000, -1, 2**31 - 1, 7]
+    assert cache.insert(tokens, row) == 5_000
+    n, got, _ = cache.match_prefix(tokens)
+    assert n == 5_010 and np.array_equal(got, np.concatenate([slots, own]))
+    cache.check_integrity()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
+def test_token_ids_above_65535_share_the_tree_with_narrow_edges(dtype: type) -> None:
+    """Edges store tokens as u16 when all fit: prompts mixing small and large ids (>= 2^16)
+    match, split and evict exactly, whichever width each edge has."""
+    cache = RadixCache(50_000)
+    rng = np.random.default_rng(0)
+    doc = rng.integers(0, 65_536, 3_000).astype(dtype)
+    doc[[0, 1_500]] = [65_535, 0]
+    slots = fill(cache, doc)
+    big = np.array([65_536, 70_000, 2**31 - 1], dtype=dtype)
+    tail = np.concatenate([doc[:2_000], big, doc[2_000:2_100]])
+    own = cache.alloc(len(tail) - 2_000)
+    assert cache.insert(tail, np.concatenate([slots[:2_000], own])) == 2_000
+    for query, want in [
+        (doc, slots),
+        (tail, np.concatenate([slots[:2_000], own])),
+        (np.concatenate([doc[:2_000], big[:2], [5]]).astype(dtype), None),
+        (np.concatenate([doc[:999], [65_536]]).astype(dtype), slots[:999]),
+    ]:
+        n, got, _ = cache.match_prefix(query)
+        if want is None:
+            want = np.concatenate([slots[:2_000], own[:2]])
+        assert n == len(want) and np.array_equal(got, want)
+        cache.check_integrity()
+    # A wide edge split so that its lower part holds only small ids, then evicted.
+    n, _, _ = cache.match_prefix(tail[: 2_000 + 3])
+    assert n == 2_003
+    cache.check_integrity()
+    assert len(cache.evict(50_000)) == 3_000 + 103
+    assert cache.total_size() == 0
     cache.check_integrity()

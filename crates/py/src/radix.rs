@@ -9,8 +9,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use numpy::ndarray::ArrayView1;
-use numpy::PyArray1;
+use std::ffi::c_void;
+use std::ptr;
+
+use numpy::npyffi::{self, npy_intp, PY_ARRAY_API};
+use numpy::{Element, PyArray1, PyArrayDescr};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -55,6 +58,42 @@ struct Inner {
     alloc: SlotAllocator,
     /// One bit per slot: set while the slot is cached in the tree.
     in_tree: Vec<u64>,
+    /// Where a match spanning several edges collects their slots (kept while unused, so that
+    /// a long query that matches one edge costs no buffer).
+    scratch: Vec<SlotId>,
+    /// The objects the latest hit returned, handed out again when a hit ends at the same node
+    /// or views the same edge storage (a repeated long prefix, say): both are immutable, and
+    /// a new node object alone costs ~75 ns of a ~250 ns one-token hit. Only touched with the
+    /// GIL held.
+    recent: Recent,
+}
+
+#[derive(Default)]
+struct Recent {
+    node: Option<(NodeHandle, Py<RadixNode>)>,
+    /// Keeps the storage of the edge that the latest long one-edge match viewed alive.
+    owner: Option<Py<SharedSlotsOwner>>,
+}
+
+impl Recent {
+    /// The recent objects that fit a match ending at `handle`, sharing `shared`.
+    fn fitting(
+        &self,
+        py: Python<'_>,
+        handle: NodeHandle,
+        shared: Option<&SharedSlots>,
+    ) -> (Option<Py<RadixNode>>, Option<Py<SharedSlotsOwner>>) {
+        let node = self
+            .node
+            .as_ref()
+            .filter(|(h, _)| *h == handle)
+            .map(|(_, n)| n.clone_ref(py));
+        let owner = match (shared, &self.owner) {
+            (Some(s), Some(o)) if o.get().0.same_storage(s) => Some(o.clone_ref(py)),
+            _ => None,
+        };
+        (node, owner)
+    }
 }
 
 /// A radix-tree KV cache: token prefixes -> KV slot ids, with LRU eviction of unlocked leaves,
@@ -70,6 +109,8 @@ pub struct RadixCache {
     /// and a read-only empty slot array, shared instead of created per miss.
     root: Py<RadixNode>,
     no_slots: Py<PyArray1<i32>>,
+    /// numpy's int32 dtype, for the arrays that view edge storage.
+    int32: Py<PyArrayDescr>,
 }
 
 /// Why an insert was refused.
@@ -133,12 +174,15 @@ impl RadixCache {
                 tree,
                 alloc,
                 in_tree: vec![0; capacity.div_ceil(64)],
+                scratch: Vec::new(),
+                recent: Recent::default(),
             }),
             id,
             page_size,
             capacity,
             root,
             no_slots: no_slots.unbind(),
+            int32: i32::get_dtype(py).unbind(),
         })
     }
 
@@ -149,7 +193,8 @@ impl RadixCache {
 
     /// Longest cached prefix of `tokens` (whole pages): `(matched_len, slots, node)`, `slots` a
     /// read-only int32 array (a view of the tree's storage when long). Marks the path as
-    /// recently used; `node` is what to `lock` while the slots are in use.
+    /// recently used; `node` is what to `lock` while the slots are in use (hits that end at
+    /// the same node may return the same node object).
     fn match_prefix<'py>(
         &self,
         py: Python<'py>,
@@ -159,42 +204,103 @@ impl RadixCache {
         // (`heavy` below is false for borrowed ids).
         let tokens = unsafe { IdsArg::extract(tokens, "tokens")? };
         let heavy = !tokens.is_borrowed() && tokens.len() > HEAVY_TOKENS;
-        // Filled only when the match spans several edges (one edge is shared, not copied).
-        let mut slots = POOL.take_u32();
-        let found = with_ids!(tokens, t => self.run(py, heavy, |inner| {
-            inner.tree.match_prefix_shared(t, &mut slots)
-        }))?;
+        let long = tokens.len() > buffers::COPY_OUT_MAX;
+        let (found, slots, (node, owner)) = if heavy {
+            let mut slots = POOL.take_u32();
+            let found = with_ids!(tokens, t => self.run(py, true, |inner| {
+                inner.tree.match_prefix_shared(t, &mut slots)
+            }))?;
+            let recent = match &found {
+                Ok((_, h, s)) => self.gil_state(py)?.recent.fitting(py, *h, s.as_ref()),
+                Err(_) => (None, None),
+            };
+            (found, slots, recent)
+        } else {
+            // One lock for the match and the recent objects; no Python object is created
+            // while it is held (that could run a finalizer that calls this cache).
+            let mut guard = self.gil_state(py)?;
+            let inner = &mut *guard;
+            if long && inner.scratch.capacity() == 0 {
+                // Sized for a full hit: a match spanning several edges never reallocates it.
+                inner.scratch = POOL.take_u32();
+                inner.scratch.reserve(tokens.len());
+            }
+            let found =
+                with_ids!(tokens, t => inner.tree.match_prefix_shared(t, &mut inner.scratch));
+            // Filled only when the match spans several edges (one edge is shared, not copied).
+            let slots = if inner.scratch.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut inner.scratch)
+            };
+            let recent = match &found {
+                Ok((_, h, s)) => inner.recent.fitting(py, *h, s.as_ref()),
+                Err(_) => (None, None),
+            };
+            (found, slots, recent)
+        };
         tokens.recycle();
         let (n, handle, shared) = found.map_err(|e| radix_error(e, "tokens", "slot_ids"))?;
         if n == 0 {
-            POOL.give_back_u32(slots);
+            if slots.capacity() > 0 {
+                POOL.give_back_u32(slots);
+            }
             return Ok((
                 0,
                 self.no_slots.bind(py).clone(),
                 self.root.bind(py).clone(),
             ));
         }
+        let mut fresh_owner = None;
         let array = match shared {
-            Some(shared) => {
-                POOL.give_back_u32(slots);
-                shared_numpy(py, shared)?
+            Some(shared) if shared.len() > buffers::COPY_OUT_MAX => {
+                let owner = match owner {
+                    Some(o) => o.into_bound(py),
+                    None => {
+                        let o = Bound::new(py, SharedSlotsOwner(shared.clone()))?;
+                        fresh_owner = Some(o.clone().unbind());
+                        o
+                    }
+                };
+                self.view_of(py, &shared, owner.into_any())?
             }
-            None => pooled_numpy(py, slots)?,
+            Some(shared) => read_only(PyArray1::from_slice(py, as_i32(&shared))),
+            None => read_only(pooled_numpy(py, slots)?),
         };
-        buffers::set_read_only(&array);
-        let node = Bound::new(
-            py,
-            RadixNode {
-                cache: self.id,
-                handle,
-            },
-        )?;
+        let mut fresh_node = None;
+        let node = match node {
+            Some(n) => n.into_bound(py),
+            None => {
+                let n = Bound::new(
+                    py,
+                    RadixNode {
+                        cache: self.id,
+                        handle,
+                    },
+                )?;
+                fresh_node = Some((handle, n.clone().unbind()));
+                n
+            }
+        };
+        if fresh_node.is_some() || fresh_owner.is_some() {
+            let mut guard = self.gil_state(py)?;
+            let recent = &mut guard.recent;
+            // The replaced objects are dropped after the lock is released.
+            let replaced = (
+                fresh_node.and_then(|n| recent.node.replace(n)),
+                fresh_owner.and_then(|o| recent.owner.replace(o)),
+            );
+            drop(guard);
+            drop(replaced);
+        }
         Ok((n, array, node))
     }
 
     /// Caches `tokens` with their `slot_ids` (slots the caller allocated from this cache);
     /// returns how many leading tokens were already cached (the caller still owns its slots
     /// for those, and for a tail shorter than a page). The tree owns the rest from now on.
+    /// Only the slots the tree adopts are read and checked: the caller's slots for the cached
+    /// prefix and the tail stay the caller's, and `free` checks them when they are returned.
     fn insert(
         &self,
         py: Python<'_>,
@@ -212,25 +318,18 @@ impl RadixCache {
             }));
         }
         let heavy = !tokens.is_borrowed() && !slots.is_borrowed() && tokens.len() > HEAVY_TOKENS;
-        let (page, cap) = (self.page_size, self.capacity);
+        let page = self.page_size;
         let result = with_ids!(tokens, t => with_ids!(slots, s => self.run(py, heavy, |inner| {
             let Inner {
                 tree,
                 alloc,
                 in_tree,
+                ..
             } = inner;
-            tree.insert_ids_checked(t, s, |cached, new| {
-                // Every slot is range-checked, the ones the tree keeps run by run in `adopt`:
-                // a bad id anywhere is the caller's bug.
-                let tail = cached + new.len();
-                let bad = range_problem(&s[..cached], cap)
-                    .or_else(|| range_problem(&s[tail..], cap));
-                match bad {
-                    Some(msg) => Err(InsertError::Slot(format!("slot_ids: {msg}"))),
-                    None => adopt(alloc, in_tree, new, page),
-                }
-            })
-            .map(|(cached, _)| cached)
+            // `adopt` range-checks the adopted slots run by run. The others are not read (for
+            // a 32k-token cached prefix, reading them would cost as much as the match).
+            tree.insert_ids_checked(t, s, |_, new| adopt(alloc, in_tree, new, page))
+                .map(|(cached, _)| cached)
         })))?;
         tokens.recycle();
         slots.recycle();
@@ -398,6 +497,44 @@ impl RadixCache {
         self.inner
             .lock()
             .map_err(|_| "RadixCache is unusable after an internal panic".to_string())
+    }
+
+    /// The state, locked by a caller that holds the GIL (and may touch `Inner::recent`).
+    fn gil_state(&self, _py: Python<'_>) -> PyResult<MutexGuard<'_, Inner>> {
+        self.state().map_err(PyRuntimeError::new_err)
+    }
+
+    /// A read-only int32 array viewing `shared`, kept alive by `owner` (which holds the same
+    /// edge storage). Made directly with numpy's C API, flags and dtype given at creation.
+    fn view_of<'py>(
+        &self,
+        py: Python<'py>,
+        shared: &SharedSlots,
+        owner: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        let mut dims = [shared.len() as npy_intp];
+        // SAFETY: `PyArray_NewFromDescr` steals the dtype reference passed to it, and
+        // `PyArray_SetBaseObject` the owner's; the data (never modified: the tree replaces an
+        // edge's storage, it never writes it) stays alive as long as its owner, which the
+        // array keeps. Flags 0: not writeable (numpy derives contiguity and alignment).
+        unsafe {
+            let array = PY_ARRAY_API.PyArray_NewFromDescr(
+                py,
+                npyffi::get_type_object(py, npyffi::NpyTypes::PyArray_Type),
+                self.int32.clone_ref(py).into_ptr().cast(),
+                1,
+                dims.as_mut_ptr(),
+                ptr::null_mut(),
+                shared.as_ptr().cast_mut().cast::<c_void>(),
+                0,
+                ptr::null_mut(),
+            );
+            let array = Bound::from_owned_ptr_or_err(py, array)?;
+            if PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_ptr().cast(), owner.into_ptr()) < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            Ok(array.cast_into_unchecked())
+        }
     }
 
     fn own(&self, node: &RadixNode) -> PyResult<NodeHandle> {
@@ -589,16 +726,10 @@ fn pooled_numpy(py: Python<'_>, slots: Vec<u32>) -> PyResult<Bound<'_, PyArray1<
 #[pyclass(frozen, module = "sglrs._core", name = "_SharedSlots")]
 struct SharedSlotsOwner(SharedSlots);
 
-/// `shared` as numpy int32: copied when short, else a view kept alive by its owner.
-fn shared_numpy(py: Python<'_>, shared: SharedSlots) -> PyResult<Bound<'_, PyArray1<i32>>> {
-    if shared.len() <= buffers::COPY_OUT_MAX {
-        return Ok(PyArray1::from_slice(py, as_i32(&shared)));
-    }
-    let owner = Bound::new(py, SharedSlotsOwner(shared))?;
-    let view = ArrayView1::from(as_i32(&owner.get().0));
-    // SAFETY: `owner` becomes the array's base object, so it outlives the array, and the tree
-    // never modifies an edge's storage (a split or eviction replaces or drops its reference).
-    Ok(unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) })
+/// `array`, made read-only (match results may view tree storage; all are read-only alike).
+fn read_only<T: Element>(array: Bound<'_, PyArray1<T>>) -> Bound<'_, PyArray1<T>> {
+    buffers::set_read_only(&array);
+    array
 }
 
 /// Slot ids as int32 (they are below the capacity, <= 2^31).

@@ -1,7 +1,9 @@
 //! Id slices the tree reads in place: `u32`, or the `i32` / `i64` that caller buffers (numpy
 //! arrays) hold. A 32k-token int64 query is compared and validated in one pass over it, with no
-//! conversion to `u32` first: that pass is what bounds a long match. With AVX-512 the long
-//! passes (compare, slot range check) run in `avx512.rs`; the code here serves other CPUs.
+//! conversion to `u32` first: that pass is what bounds a long match. Tree edges store their
+//! tokens as `u16` when all fit ([`TreeToken`]), so a query is compared with either width. With
+//! AVX-512 the long passes (compare, slot range check) run in `avx512.rs`; the code here serves
+//! other CPUs.
 //!
 //! An id is valid when it is in `0..2^32`. An invalid one never equals a tree token, so a
 //! comparison stops there and the caller reports it.
@@ -11,6 +13,26 @@ mod sealed {
     impl Sealed for u32 {}
     impl Sealed for i32 {}
     impl Sealed for i64 {}
+}
+
+/// How an edge stores its tokens: `u16` when every token of the edge is below 65,536 (most
+/// vocabularies), else `u32`. A narrow edge halves the bytes a long match reads.
+pub(crate) trait TreeToken: Copy + Send + Sync + 'static {
+    fn get(self) -> u32;
+}
+
+impl TreeToken for u16 {
+    #[inline(always)]
+    fn get(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl TreeToken for u32 {
+    #[inline(always)]
+    fn get(self) -> u32 {
+        self
+    }
 }
 
 use std::mem::MaybeUninit;
@@ -61,8 +83,20 @@ pub trait IdElem: Copy + Send + Sync + sealed::Sealed + 'static {
     /// Length of the longest common prefix of `q` and `t`.
     fn common_prefix(q: &[Self], t: &[u32]) -> usize;
 
+    /// Length of the longest common prefix of `q` and the narrow tree tokens `t`.
+    fn common_prefix_u16(q: &[Self], t: &[u16]) -> usize;
+
     /// Index of the first value of `q` that is not a valid id.
     fn first_invalid(q: &[Self]) -> Option<usize>;
+
+    /// The largest value of `q` (0 if empty), or `Err(index of the first invalid value)`.
+    fn max_id(q: &[Self]) -> Result<u32, usize> {
+        let (high, max) = max_wide(q);
+        if high >> 32 != 0 {
+            return Err(Self::first_invalid(q).unwrap_or(0));
+        }
+        Ok(max)
+    }
 
     /// Writes `q` as `u32` to `out` (of the same length); `Err(index of the first invalid
     /// value)` if there is one (then `out` may be partly written).
@@ -125,6 +159,18 @@ impl IdElem for u32 {
     }
 
     #[inline]
+    fn common_prefix_u16(q: &[u32], t: &[u16]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::avx512::available() {
+                // SAFETY: the CPU has AVX-512.
+                return unsafe { crate::avx512::common_prefix(q, t) };
+            }
+        }
+        dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
+    }
+
+    #[inline]
     fn first_invalid(_: &[u32]) -> Option<usize> {
         None
     }
@@ -164,6 +210,18 @@ macro_rules! wide_elem {
 
             #[inline]
             fn common_prefix(q: &[$t], t: &[u32]) -> usize {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if crate::avx512::available() {
+                        // SAFETY: the CPU has AVX-512.
+                        return unsafe { crate::avx512::common_prefix(q, t) };
+                    }
+                }
+                dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
+            }
+
+            #[inline]
+            fn common_prefix_u16(q: &[$t], t: &[u16]) -> usize {
                 #[cfg(target_arch = "x86_64")]
                 {
                     if crate::avx512::available() {
@@ -249,12 +307,12 @@ fn first_at_least_body<E: IdElem>(q: &[E], bound: u32) -> Option<usize> {
 avx2_version!(first_at_least_avx2, first_at_least_body, (q: &[E], bound: u32) -> Option<usize>);
 
 #[inline(always)]
-fn common_prefix_wide<E: IdElem>(q: &[E], t: &[u32]) -> usize {
+fn common_prefix_wide<E: IdElem, K: TreeToken>(q: &[E], t: &[K]) -> usize {
     let n = q.len().min(t.len());
     let (q, t) = (&q[..n], &t[..n]);
-    let i = equal_blocks::<E, BIG_BLOCK>(q, t, 0);
-    let mut i = equal_blocks::<E, BLOCK>(q, t, i);
-    while i < n && q[i].wide() == u64::from(t[i]) {
+    let i = equal_blocks::<E, K, BIG_BLOCK>(q, t, 0);
+    let mut i = equal_blocks::<E, K, BLOCK>(q, t, i);
+    while i < n && q[i].wide() == u64::from(t[i].get()) {
         i += 1;
     }
     i
@@ -262,12 +320,12 @@ fn common_prefix_wide<E: IdElem>(q: &[E], t: &[u32]) -> usize {
 
 /// From `i`, the end of the run of equal `B`-id blocks (`q` and `t` of equal length).
 #[inline(always)]
-fn equal_blocks<E: IdElem, const B: usize>(q: &[E], t: &[u32], mut i: usize) -> usize {
+fn equal_blocks<E: IdElem, K: TreeToken, const B: usize>(q: &[E], t: &[K], mut i: usize) -> usize {
     for (cq, ct) in q[i..].chunks_exact(B).zip(t[i..].chunks_exact(B)) {
         let diff = cq
             .iter()
             .zip(ct)
-            .fold(0u64, |acc, (&x, &y)| acc | (x.wide() ^ u64::from(y)));
+            .fold(0u64, |acc, (&x, &y)| acc | (x.wide() ^ u64::from(y.get())));
         if diff != 0 {
             break;
         }
@@ -281,7 +339,11 @@ unsafe fn common_prefix_u32_avx2(q: &[u32], t: &[u32]) -> usize {
     crate::prefix::common_prefix(q, t)
 }
 
-avx2_version!(common_prefix_wide_avx2, common_prefix_wide, (q: &[E], t: &[u32]) -> usize);
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn common_prefix_wide_avx2<E: IdElem, K: TreeToken>(q: &[E], t: &[K]) -> usize {
+    common_prefix_wide(q, t)
+}
 
 #[inline(always)]
 fn first_invalid_wide<E: IdElem>(q: &[E]) -> Option<usize> {
@@ -291,6 +353,39 @@ fn first_invalid_wide<E: IdElem>(q: &[E]) -> Option<usize> {
     q.iter().position(|&x| x.wide() >> 32 != 0)
 }
 avx2_version!(first_invalid_wide_avx2, first_invalid_wide, (q: &[E]) -> Option<usize>);
+
+/// `(OR of the widened values, largest low 32 bits)`: the first has a bit above 31 set iff some
+/// value is invalid.
+fn max_wide<E: IdElem>(q: &[E]) -> (u64, u32) {
+    dispatch!(max_wide_body, max_wide_avx2, (q))
+}
+
+/// Reductions only, so that the loop vectorizes.
+#[inline(always)]
+fn max_wide_body<E: IdElem>(q: &[E]) -> (u64, u32) {
+    let (mut high, mut max) = (0u64, 0u32);
+    for &x in q {
+        high |= x.wide();
+        max = max.max(x.wide() as u32);
+    }
+    (high, max)
+}
+avx2_version!(max_wide_avx2, max_wide_body, (q: &[E]) -> (u64, u32));
+
+/// Writes `q[i]` as `u16` to `out[i]` (of the same length); every value of `q` must be valid
+/// and below 65,536 (checked by the caller with [`IdElem::max_id`]).
+pub(crate) fn write_u16<E: IdElem>(q: &[E], out: &mut [MaybeUninit<u16>]) {
+    assert_eq!(q.len(), out.len());
+    dispatch!(write_u16_body, write_u16_avx2, (q, out))
+}
+
+#[inline(always)]
+fn write_u16_body<E: IdElem>(q: &[E], out: &mut [MaybeUninit<u16>]) {
+    for (o, &x) in out.iter_mut().zip(q) {
+        o.write(x.wide() as u16);
+    }
+}
+avx2_version!(write_u16_avx2, write_u16_body, (q: &[E], out: &mut [MaybeUninit<u16>]) -> ());
 
 /// Writes `q[i] as u32` to `out[i]`; returns the OR of the widened values (a bit above 31 set
 /// iff some value is invalid).
@@ -386,6 +481,44 @@ mod tests {
                 assert_eq!(super::first_at_least_body(&wide, 600), Some(cut));
             }
         }
+    }
+
+    /// Narrow tree tokens: the portable, AVX2 and dispatched compares agree, and `max_id` /
+    /// `write_u16` convert what an insert stores.
+    #[test]
+    fn narrow_tokens_agree_on_every_code_path() {
+        let t: Vec<u16> = (0..600u32).map(|x| (x * 97 % 65_536) as u16).collect();
+        for cut in (0..600).step_by(11).chain([599]) {
+            for bad in [-1i64, 1 << 16, i64::from(t[cut]) + (1 << 32)] {
+                let mut q: Vec<i64> = t.iter().map(|&x| i64::from(x)).collect();
+                q[cut] = bad;
+                let q32: Vec<i32> = q.iter().map(|&x| i32::try_from(x).unwrap_or(-5)).collect();
+                assert_eq!(super::common_prefix_wide(&q, &t), cut);
+                assert_eq!(i64::common_prefix_u16(&q, &t), cut);
+                assert_eq!(super::common_prefix_wide(&q32, &t), cut);
+                assert_eq!(i32::common_prefix_u16(&q32, &t), cut);
+                if bad == 1 << 16 {
+                    let qu: Vec<u32> = q32.iter().map(|&x| x as u32).collect();
+                    assert_eq!(u32::common_prefix_u16(&qu, &t), cut);
+                    assert_eq!(super::common_prefix_wide(&qu, &t), cut);
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    unsafe {
+                        assert_eq!(super::common_prefix_wide_avx2(&q, &t), cut);
+                        assert_eq!(super::common_prefix_wide_avx2(&q32, &t), cut);
+                    }
+                }
+            }
+        }
+        assert_eq!(i64::max_id(&[3, 65_535, 7]), Ok(65_535));
+        assert_eq!(i64::max_id(&[3, -1, 1 << 40]), Err(1));
+        assert_eq!(i32::max_id(&[]), Ok(0));
+        assert_eq!(u32::max_id(&[70_000, 1]), Ok(70_000));
+        let mut out = [std::mem::MaybeUninit::new(0u16); 3];
+        super::write_u16(&[1i32, 65_535, 0], &mut out);
+        assert_eq!(out.map(|x| unsafe { x.assume_init() }), [1, 65_535, 0]);
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub(crate) fn check(tree: &RadixTree) -> Result<(), String> {
                 len.is_multiple_of(page),
                 "node {idx}: edge of {len} tokens is not page-aligned"
             );
+            // Narrow whenever every token fits (decided at each write and split).
+            ensure!(
+                node.is_narrow() || !node.key().fits_narrow(),
+                "node {idx}: every token is below 65,536 but the edge stores them as u32"
+            );
             slots.extend_from_slice(node.slots());
             if node.lock_ref == 0 {
                 evictable += len;
@@ -64,7 +69,7 @@ pub(crate) fn check(tree: &RadixTree) -> Result<(), String> {
             );
             ensure!(c.len() > 0, "node {child} has an empty edge");
             ensure!(
-                c.tokens()[0] == first,
+                c.first_token() == first,
                 "node {idx}: child {child} listed under the wrong key"
             );
             ensure!(
@@ -77,10 +82,10 @@ pub(crate) fn check(tree: &RadixTree) -> Result<(), String> {
                 if other_first != first {
                     break;
                 }
-                let a = &c.tokens()[..page.min(c.len())];
-                let b = &nodes[other as usize].tokens();
+                let a = c.key().slice(0, page.min(c.len()));
+                let b = nodes[other as usize].key();
                 ensure!(
-                    b.len() < page || a != &b[..page],
+                    b.len() < page || a != b.slice(0, page),
                     "node {idx}: children {child} and {other} share their first page"
                 );
             }

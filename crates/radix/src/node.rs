@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::key::{edge_len, key_of, Edge, Key};
 use crate::shared::SharedSlots;
 use crate::{SlotId, TokenId};
 
@@ -19,14 +20,13 @@ pub struct NodeHandle {
     pub(crate) tree: u32,
 }
 
-/// One edge of the tree. 64 bytes plus the edge data (8 bytes per token and a 16-byte
-/// reference count) and the children list.
+/// One edge of the tree. 64 bytes plus the edge data (4 bytes of slot and 2 or 4 of token per
+/// token, and a 16-byte reference count) and the children list.
 #[derive(Debug, Default)]
 pub(crate) struct Node {
-    /// The edge's tokens followed by their slots (so `data.len() == 2 * edge_len`); one
-    /// allocation per node, exactly sized, never modified (a split makes new ones), and shared
-    /// so that a caller can keep matched slots without a copy. `None` for the root and for
-    /// free nodes (no allocation).
+    /// The edge's slots followed by its tokens (see `key.rs`); one allocation per node,
+    /// exactly sized, never modified (a split makes new ones), and shared so that a caller can
+    /// keep matched slots without a copy. `None` for the root and for free nodes.
     data: Option<Arc<[u32]>>,
     /// `(first token, child index)`, sorted by first token. With pages, several children may
     /// share a first token (they then differ later in the first page).
@@ -37,6 +37,8 @@ pub(crate) struct Node {
     pub generation: u32,
     /// Number of locks held on this node or on any node below it.
     pub lock_ref: u32,
+    /// The edge's tokens are stored as `u16` (every one is below 65,536).
+    narrow: bool,
 }
 
 impl Node {
@@ -50,15 +52,12 @@ impl Node {
 
     #[cfg(test)]
     pub fn new(tokens: &[TokenId], slots: &[SlotId], parent: u32, last_access: u64) -> Self {
-        debug_assert_eq!(tokens.len(), slots.len());
-        Self {
-            data: Some(tokens.iter().chain(slots).copied().collect()),
-            children: Vec::new(),
-            last_access,
+        Self::from_edge(
+            Edge::copy_of(Key::Wide(tokens), slots),
             parent,
-            generation: 0,
-            lock_ref: 0,
-        }
+            last_access,
+            0,
+        )
     }
 
     #[inline]
@@ -69,17 +68,27 @@ impl Node {
     /// Number of tokens on the edge into this node.
     #[inline]
     pub fn len(&self) -> usize {
-        self.data().len() / 2
+        edge_len(self.data().len(), self.narrow)
     }
 
     #[inline]
-    pub fn tokens(&self) -> &[TokenId] {
-        &self.data()[..self.len()]
+    pub fn key(&self) -> Key<'_> {
+        key_of(self.data(), self.len(), self.narrow)
+    }
+
+    /// The first token of the edge (which must not be empty).
+    #[inline]
+    pub fn first_token(&self) -> TokenId {
+        self.key().get(0)
     }
 
     #[inline]
     pub fn slots(&self) -> &[SlotId] {
-        &self.data()[self.len()..]
+        &self.data()[..self.len()]
+    }
+
+    pub fn is_narrow(&self) -> bool {
+        self.narrow
     }
 
     /// The first `len` slots of the edge, shared with the node.
@@ -88,7 +97,7 @@ impl Node {
             .data
             .clone()
             .expect("shared slots of a node without an edge");
-        SharedSlots::new(data, self.len(), len)
+        SharedSlots::new(data, 0, len)
     }
 
     #[inline]
@@ -97,28 +106,29 @@ impl Node {
     }
 
     /// Cut the edge after `at` tokens: `self` keeps the lower part, the upper part is returned
-    /// as `(tokens, slots)` data for a new parent node.
-    pub fn split_off_upper(&mut self, at: usize) -> Arc<[u32]> {
+    /// for a new parent node. Each part is narrow if its tokens fit (a wide edge's part may).
+    pub fn split_off_upper(&mut self, at: usize) -> Edge {
         let len = self.len();
         debug_assert!(at > 0 && at < len);
-        let (tokens, slots) = self.data().split_at(len);
-        // Exactly sized single allocations (the chained slice iterators have a trusted length).
-        let upper = tokens[..at].iter().chain(&slots[..at]).copied().collect();
-        let lower = tokens[at..].iter().chain(&slots[at..]).copied().collect();
-        self.data = Some(lower);
+        let (key, slots) = (self.key(), self.slots());
+        let upper = Edge::copy_of(key.slice(0, at), &slots[..at]);
+        let lower = Edge::copy_of(key.slice(at, len), &slots[at..]);
+        self.data = Some(lower.data);
+        self.narrow = lower.narrow;
         upper
     }
 
-    /// A node with edge `data` (tokens then slots, non-empty).
-    pub fn from_data(data: Arc<[u32]>, parent: u32, last_access: u64, lock_ref: u32) -> Self {
-        debug_assert!(!data.is_empty() && data.len().is_multiple_of(2));
+    /// A node with `edge` (non-empty).
+    pub fn from_edge(edge: Edge, parent: u32, last_access: u64, lock_ref: u32) -> Self {
+        debug_assert!(edge.len() > 0);
         Self {
-            data: Some(data),
+            data: Some(edge.data),
             children: Vec::new(),
             last_access,
             parent,
             generation: 0,
             lock_ref,
+            narrow: edge.narrow,
         }
     }
 
@@ -153,16 +163,33 @@ mod tests {
     fn split_keeps_lower_part() {
         let mut n = Node::new(&[1, 2, 3, 4], &[10, 20, 30, 40], ROOT, 5);
         let upper = n.split_off_upper(1);
-        assert_eq!(&*upper, &[1, 10]);
+        assert_eq!(
+            (upper.key(), &upper.data[..1]),
+            (Key::Wide(&[1]), &[10][..])
+        );
         let shared = n.shared_slots(2);
-        assert_eq!(n.tokens(), &[2, 3, 4]);
+        assert_eq!(n.key(), Key::Wide(&[2, 3, 4]));
         assert_eq!(n.slots(), &[20, 30, 40]);
         assert_eq!(&*shared, &[20, 30]);
-        let p = Node::from_data(upper, ROOT, 6, 2);
+        let p = Node::from_edge(upper, ROOT, 6, 2);
         assert_eq!(
-            (p.len(), p.tokens(), p.slots(), p.lock_ref),
-            (1, &[1][..], &[10][..], 2)
+            (p.len(), p.key(), p.slots(), p.lock_ref),
+            (1, Key::Wide(&[1]), &[10][..], 2)
         );
+    }
+
+    #[test]
+    fn split_decides_the_width_of_each_part() {
+        let mut n = Node::new(&[1, 70_000, 3, 4, 5], &[10, 20, 30, 40, 50], ROOT, 5);
+        assert!(!n.is_narrow());
+        let upper = n.split_off_upper(2);
+        assert!(!upper.narrow && n.is_narrow());
+        assert_eq!(n.key(), Key::Wide(&[3, 4, 5]));
+        assert_eq!(n.slots(), &[30, 40, 50]);
+        assert_eq!(n.heap_bytes(), 4 * (3 + 2) + 16);
+        let lower_narrow = n.split_off_upper(1);
+        assert!(lower_narrow.narrow && n.is_narrow());
+        assert_eq!((n.key(), n.slots()), (Key::Wide(&[4, 5]), &[40, 50][..]));
     }
 
     #[test]

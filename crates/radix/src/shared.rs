@@ -24,6 +24,12 @@ impl SharedSlots {
     pub fn as_slice(&self) -> &[SlotId] {
         &self.data[self.start..self.start + self.len]
     }
+
+    /// Whether `self` and `other` view the same edge storage (so that one can keep the other's
+    /// memory alive).
+    pub fn same_storage(&self, other: &SharedSlots) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
 }
 
 impl Deref for SharedSlots {

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
 use crate::error::{IdKind, RadixError};
-use crate::ids::IdElem;
+use crate::ids::{self, IdElem};
+use crate::key::{Edge, EdgeBuf, KeyOut, NARROW_LIMIT};
 use crate::node::{Node, NodeHandle, NIL, ROOT};
 use crate::shared::SharedSlots;
 use crate::{CacheStats, SlotId, TokenId};
@@ -197,30 +197,36 @@ impl RadixTree {
             .into());
         }
         let len = self.aligned_len(tokens.len());
+        // The cached part equals tree tokens (valid by construction): the compare is its only
+        // read, and its slots are not read at all.
         let walk = self.walk(&tokens[..len], None);
         let (cached, new) = (walk.matched, len - walk.matched);
-        // The new edge's tokens then slots, converted (and checked) straight into the storage
-        // of the leaf that will hold them.
-        let data = if new > 0 {
-            let mut data = Arc::<[u32]>::new_uninit_slice(2 * new);
-            let buf = Arc::get_mut(&mut data).expect("a new Arc is unique");
-            let (tok, sl) = buf.split_at_mut(new);
-            T::write_u32(&tokens[cached..len], tok)
-                .map_err(|i| id_error(IdKind::Token, tokens, cached + i))?;
+        // The new edge's slots then tokens, converted (and checked) straight into the storage
+        // of the leaf that will hold them; the tokens narrow if they all fit.
+        let edge = if new > 0 {
+            let toks = &tokens[cached..len];
+            let max = T::max_id(toks).map_err(|i| id_error(IdKind::Token, tokens, cached + i))?;
+            let mut buf = EdgeBuf::new(new, max < NARROW_LIMIT);
+            let (sl, key) = buf.parts();
             S::write_u32(&slots[cached..len], sl)
                 .map_err(|i| id_error(IdKind::Slot, slots, cached + i))?;
-            // SAFETY: both halves were written.
-            Some(unsafe { data.assume_init() })
+            match key {
+                KeyOut::Narrow(out) => ids::write_u16(toks, out),
+                KeyOut::Wide(out) => T::write_u32(toks, out)
+                    .map_err(|i| id_error(IdKind::Token, tokens, cached + i))?,
+            }
+            // SAFETY: both parts were written.
+            Some(unsafe { buf.finish() })
         } else {
             None
         };
         if let Some(i) = T::first_invalid(&tokens[len..]) {
             return Err(id_error(IdKind::Token, tokens, len + i).into());
         }
-        accept(cached, data.as_deref().map_or(&[], |d| &d[new..]))?;
+        accept(cached, edge.as_ref().map_or(&[], |e| &e.data[..new]))?;
         let mut end = self.commit_walk(&walk);
-        if let Some(data) = data {
-            end = self.add_leaf(end, data);
+        if let Some(edge) = edge {
+            end = self.add_leaf(end, edge);
             self.stats.inserted_tokens += new as u64;
         }
         Ok((cached, self.handle(end)))
@@ -278,7 +284,7 @@ impl RadixTree {
                 break;
             };
             let node = &self.nodes[idx as usize];
-            let (parent, first, len) = (node.parent, node.tokens()[0], node.len());
+            let (parent, first, len) = (node.parent, node.first_token(), node.len());
             freed_out.extend_from_slice(node.slots());
             freed += len;
             self.evictable -= len;
@@ -422,8 +428,8 @@ impl RadixTree {
                 return Some(child);
             }
             let page = self.page_size;
-            if E::common_prefix(&key[..page], &self.nodes[child as usize].tokens()[..page]) == page
-            {
+            let first_page = self.nodes[child as usize].key().slice(0, page);
+            if first_page.common_prefix(&key[..page]) == page {
                 return Some(child);
             }
         }
@@ -452,7 +458,7 @@ impl RadixTree {
                 break;
             };
             let c = &self.nodes[child as usize];
-            let m = self.aligned_len(E::common_prefix(rest, c.tokens()));
+            let m = self.aligned_len(c.key().common_prefix(rest));
             if let Some(out) = slots_out.as_deref_mut() {
                 out.add(&self.nodes, child, m, key.len() - pos);
             }
@@ -513,11 +519,11 @@ impl RadixTree {
     fn split(&mut self, child: u32, at: usize) -> u32 {
         let stamp = self.tick();
         let c = &mut self.nodes[child as usize];
-        let first = c.tokens()[0];
+        let first = c.first_token();
         let (parent, lock_ref) = (c.parent, c.lock_ref);
         let upper = c.split_off_upper(at);
-        let lower_first = c.tokens()[0];
-        let mut node = Node::from_data(upper, parent, stamp, lock_ref);
+        let lower_first = c.first_token();
+        let mut node = Node::from_edge(upper, parent, stamp, lock_ref);
         node.children.push((lower_first, child));
         let new = self.alloc_node(node);
         self.nodes[child as usize].parent = new;
@@ -527,15 +533,15 @@ impl RadixTree {
         new
     }
 
-    /// Adds a new unlocked leaf under `parent`; `data` is its edge's tokens then slots.
-    fn add_leaf(&mut self, parent: u32, data: Arc<[u32]>) -> u32 {
+    /// Adds a new unlocked leaf under `parent` with `edge`.
+    fn add_leaf(&mut self, parent: u32, edge: Edge) -> u32 {
         let p = &self.nodes[parent as usize];
         if parent != ROOT && p.is_leaf() && p.lock_ref == 0 {
             self.lru.remove(&(p.last_access, parent));
         }
         let stamp = self.tick();
-        let (first, len) = (data[0], data.len() / 2);
-        let leaf = self.alloc_node(Node::from_data(data, parent, stamp, 0));
+        let (first, len) = (edge.key().get(0), edge.len());
+        let leaf = self.alloc_node(Node::from_edge(edge, parent, stamp, 0));
         let children = &mut self.nodes[parent as usize].children;
         let at = children.partition_point(|&(t, _)| t <= first);
         children.insert(at, (first, leaf));

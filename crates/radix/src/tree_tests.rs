@@ -397,3 +397,88 @@ fn wide_ids_are_validated_and_leave_the_tree_unchanged() {
     assert_eq!(matched(&mut t, &[1, 2, 7]).1, vec![10, 11, 30]);
     t.check_integrity().unwrap();
 }
+
+/// Whether the edge into the node `h` names stores its tokens as `u16`.
+fn narrow(t: &RadixTree, h: NodeHandle) -> bool {
+    t.nodes[h.index as usize].is_narrow()
+}
+
+#[test]
+fn edges_narrow_when_their_tokens_fit_u16() {
+    let mut t = RadixTree::new(1);
+    let doc = seq(65_000..65_536);
+    let (_, a) = t.insert_and_match(&doc, &seq(0..536)).unwrap();
+    assert!(narrow(&t, a));
+    // Continued by tokens crossing 65,535: a wide child under the narrow edge.
+    let mut longer = doc.clone();
+    longer.extend([65_536, 70_000, 7]);
+    let (cached, b) = t.insert_and_match(&longer, &seq(1000..1539)).unwrap();
+    assert_eq!(cached, 536);
+    assert!(!narrow(&t, b));
+    // Queries of every id type compare with both widths.
+    let mut q64: Vec<i64> = longer.iter().map(|&x| i64::from(x)).collect();
+    let want: Vec<u32> = seq(0..536).into_iter().chain(seq(1536..1539)).collect();
+    let mut out = Vec::new();
+    assert_eq!(t.match_prefix_ids(&q64, &mut out).unwrap().0, 539);
+    assert_eq!(out, want);
+    // Low bits equal to the tree's token, high bits not.
+    q64[538] = 7 + (1 << 32);
+    out.clear();
+    assert_eq!(t.match_prefix_ids(&q64[..538], &mut out).unwrap().0, 538);
+    let err = t.match_prefix_ids(&q64, &mut out).unwrap_err();
+    assert!(matches!(
+        err,
+        RadixError::IdOutOfRange { position: 538, .. }
+    ));
+    // A split of the wide edge after its large tokens leaves a narrow lower part.
+    let (n, _, c) = matched(&mut t, &longer[..538]);
+    assert_eq!(n, 538);
+    assert!(!narrow(&t, c) && narrow(&t, b));
+    // A split of the narrow edge: both parts narrow.
+    let (n, _, d) = matched(&mut t, &doc[..100]);
+    assert_eq!(n, 100);
+    assert!(narrow(&t, d) && narrow(&t, a));
+    assert_eq!(matched(&mut t, &longer).1, want);
+    let mut freed = Vec::new();
+    t.evict(3, &mut freed);
+    assert_eq!(freed, [1538, 1536, 1537]);
+    t.check_integrity().unwrap();
+    t.reset(&mut freed).unwrap();
+    assert_eq!(t.total_size(), 0);
+    t.check_integrity().unwrap();
+}
+
+#[test]
+fn wide_edge_split_into_two_narrow_parts() {
+    let mut t = RadixTree::new(2);
+    let (_, wide) = t
+        .insert_and_match(&[1, 2, 80_000, 4, 5, 6], &seq(10..16))
+        .unwrap();
+    assert!(!narrow(&t, wide));
+    // Page-aligned split before and after the large token.
+    let (n, _, upper) = matched(&mut t, &[1, 2, 9, 9]);
+    assert_eq!(n, 2);
+    assert!(narrow(&t, upper) && !narrow(&t, wide));
+    let (n, _, mid) = matched(&mut t, &[1, 2, 80_000, 4, 9, 9]);
+    assert_eq!(n, 4);
+    assert!(!narrow(&t, mid) && narrow(&t, wide));
+    assert_eq!(matched(&mut t, &[1, 2, 80_000, 4, 5, 6]).1, seq(10..16));
+}
+
+#[test]
+fn memory_bytes_counts_two_bytes_per_narrow_token() {
+    let tree_with = |tokens: &[u32]| {
+        let mut t = RadixTree::new(1);
+        t.insert(tokens, &seq(0..tokens.len() as u32)).unwrap();
+        t.memory_bytes()
+    };
+    let small = seq(0..1000);
+    let mut large = small.clone();
+    large[0] = 65_536;
+    // Same shape: the edge data alone differs, 2 bytes per token.
+    assert_eq!(tree_with(&large) - tree_with(&small), 2 * 1000);
+    let mut t = RadixTree::new(1);
+    t.insert(&small, &seq(0..1000)).unwrap();
+    // 6 bytes per token, plus the arena, the children list and the LRU set.
+    assert!(t.memory_bytes() <= 6 * 1000 + 600, "{}", t.memory_bytes());
+}

@@ -1,6 +1,8 @@
 //! Property test: random match/insert/lock/unlock/evict/reset sequences on `RadixTree` against a
 //! naive reference radix tree (linear child search, eviction by scanning every node for the
-//! oldest unlocked leaf), with `check_integrity()` after every step.
+//! oldest unlocked leaf), with `check_integrity()` after every step. The mixed-width properties
+//! draw some tokens at or above 65,536, so that edges stored as `u16` and as `u32` meet: splits
+//! of either kind, a narrow edge continued by a wide one, wide edges split into narrow parts.
 
 use proptest::prelude::*;
 use sglrs_radix::{NodeHandle, RadixError, RadixTree};
@@ -187,7 +189,22 @@ enum Op {
 }
 
 fn op(alphabet: u32) -> impl Strategy<Value = Op> {
-    let tokens = prop::collection::vec(0..alphabet, 0..24);
+    op_with(0..alphabet)
+}
+
+/// Tokens of a small alphabet, and now and then one at either side of the `u16` limit or far
+/// above it (still below 2^31, so that the int32 entry points take every token).
+fn mixed_token(alphabet: u32) -> impl Strategy<Value = u32> + Clone {
+    prop_oneof![
+        12 => 0..alphabet,
+        1 => Just(65_535u32),
+        1 => Just(65_536u32),
+        1 => Just((1u32 << 31) - 1),
+    ]
+}
+
+fn op_with(token: impl Strategy<Value = u32> + Clone + 'static) -> impl Strategy<Value = Op> {
+    let tokens = prop::collection::vec(token, 0..24);
     prop_oneof![
         3 => tokens.clone().prop_map(Op::Match),
         4 => tokens.prop_map(Op::Insert),
@@ -324,5 +341,19 @@ proptest! {
     #[test]
     fn matches_reference_page_4(ops in prop::collection::vec(op(2), 1..80)) {
         run(4, ops);
+    }
+
+    #[test]
+    fn matches_reference_mixed_widths_page_1(
+        ops in prop::collection::vec(op_with(mixed_token(3)), 1..80)
+    ) {
+        run(1, ops);
+    }
+
+    #[test]
+    fn matches_reference_mixed_widths_page_2(
+        ops in prop::collection::vec(op_with(mixed_token(2)), 1..80)
+    ) {
+        run(2, ops);
     }
 }
