@@ -184,3 +184,26 @@ def test_plan_ids_are_uint64(llama_dir):
     out = runner.forward(b.step({big: prompt(2, 3)}), all_logits_req_ids=[big])
     assert list(out.all_logits) == [big]
     assert np.isfinite(out.logits.numpy()).all()
+
+
+def test_warm_up_leaves_nothing_behind(llama_dir):
+    """The start-up prefill (GPU engines run one of their largest step) writes table rows and
+    KV slots the scheduler has not handed out yet; later plans get HF's logits regardless."""
+    hf, path = llama_dir
+    runner = make_runner(path)
+    runner.warm_up(10_000)  # capped to the pool (256 slots) and the 8 table rows
+    b = PlanBuilder()
+    b.add(3)
+    Checker(hf, b).row(3, runner.forward(b.step({3: prompt(3, 9)})).logits[0])
+
+
+def test_warmup_plan_shapes():
+    from sglrs.runner.warmup import warmup_plan
+
+    plan = warmup_plan(2500, context_length=4096, max_rows=8, capacity=10_000, vocab_size=50)
+    assert plan.extend_lens.tolist() == [1024, 1024, 452]
+    assert plan.positions[1024] == 0 and plan.positions[-1] == 451
+    assert plan.input_ids.max() < 50 and plan.out_cache_loc.tolist() == list(range(2500))
+    small = warmup_plan(2500, context_length=100, max_rows=3, capacity=10_000, vocab_size=50)
+    assert small.extend_lens.tolist() == [100, 100, 100]
+    assert warmup_plan(10, context_length=100, max_rows=3, capacity=0, vocab_size=50) is None

@@ -72,7 +72,7 @@ def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
 
     assert args.model_path is not None
     backend = resolve_attention_backend(args.attention_backend, device)
-    return ModelRunner(
+    runner = ModelRunner(
         load_model_config(args.model_path),
         LoadConfig(model_path=args.model_path, load_format=args.load_format),
         device=device,
@@ -89,6 +89,17 @@ def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
         disable_cuda_graph=args.disable_cuda_graph,
         disable_custom_all_reduce=args.disable_custom_all_reduce,
     )
+    if device.type == "cuda":  # the largest prefill step, before the first request pays for it
+        runner.warm_up(largest_prefill_step(args, device))
+    return runner
+
+
+def largest_prefill_step(args: ServerArgs, device: torch.device) -> int:
+    """New tokens of the largest prefill step the scheduler will plan."""
+    chunk = args.chunked_prefill_size
+    if chunk is None:
+        chunk = default_chunked_prefill_size(device)
+    return args.max_prefill_tokens if chunk <= 0 else min(chunk, args.max_prefill_tokens)
 
 
 def default_chunked_prefill_size(device: torch.device) -> int:

@@ -27,6 +27,7 @@ from sglrs.runner.forward_batch import (
     StagingBuffer,
     apply_table_writes,
 )
+from sglrs.runner.warmup import warmup_plan
 
 # GPUs with this much memory are the serving class (H100/H200) that run big decode batches.
 LARGE_GPU_BYTES = 60 * 2**30
@@ -136,6 +137,21 @@ class ModelRunner:
                     f"out of GPU memory while capturing CUDA graphs ({e}); lower "
                     "--mem-fraction-static or --cuda-graph-max-bs, or pass --disable-cuda-graph"
                 ) from None
+
+    def warm_up(self, num_tokens: int) -> None:
+        """Run one prefill of `num_tokens` new tokens and wait for it (CUDA; every TP rank at
+        once, its all-reduces pair up). See runner/warmup.py."""
+        plan = warmup_plan(
+            num_tokens,
+            self.context_length,
+            self.padding_row,
+            self.max_total_tokens,
+            self.config.vocab_size,
+        )
+        if plan is not None:
+            self.forward(plan)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
 
     @property
     def max_total_tokens(self) -> int:
