@@ -16,11 +16,14 @@ minimum over ``--repeats`` identical replays, which removes preemption by other 
 and tree memory per cached token. Run: ``python benches/radix_vs_sglang.py`` (``--quick`` for a
 smaller run).
 
-Token ids: every array of a trace (prompts, outputs, the rows of slots) is numpy **int32**, what
-sglrs's engine hands its caches (ids are < 2^31), read in place by ``RadixCache``
-(``--id-dtype int64`` replays the same traces with int64 arrays). The SGLang peers take their
-usual inputs: ``RadixKey`` over an ``array('q')`` (int64) and torch int64 slot tensors, built
-outside the timed calls. The JSON records this as ``"id_dtype"``.
+Token ids: with ``--id-dtype auto`` (the default) each trace's prompts and outputs are numpy
+arrays of the narrowest of **uint16** / int32 that holds every id of the trace, what sglrs's
+engine hands its scheduler (uint16 prompts when the vocabulary is below 65,536; the traces' ids
+are < 32,000, so uint16 throughout); ``--id-dtype int32`` / ``int64`` force one dtype. Either
+way ``RadixCache`` reads the ids in place; slot rows stay the int32 the cache hands out. The
+SGLang peers take their usual inputs: ``RadixKey`` over an ``array('q')`` (int64) and torch
+int64 slot tensors, built outside the timed calls. The JSON records the dtype of each trace as
+``traces.<name>.id_dtype``.
 """
 
 from __future__ import annotations
@@ -50,14 +53,14 @@ from sglrs import RadixCache  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VOCAB = 32_000
-ID_DTYPES = ("int32", "int64")
+ID_DTYPES = ("auto", "uint16", "int32", "int64")
 PEERS = ("sglang-py", "sglang-rs")
 IMPLS = ("sglrs", *PEERS)
 
 
 @dataclass
 class Request:
-    prompt: np.ndarray  # token ids (int32 unless --id-dtype int64)
+    prompt: np.ndarray  # token ids, in the trace's id dtype
     output: np.ndarray  # ids of the "generated" tokens, cached with the prompt
 
 
@@ -67,14 +70,26 @@ class Trace:
     capacity: int
     requests: list[Request]
 
+    @property
+    def id_dtype(self) -> str:
+        return str(self.requests[0].prompt.dtype)
+
 
 def _tok(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, VOCAB, int(n), dtype=np.int64)
 
 
+def narrowest_id_dtype(trace: Trace) -> str:
+    """uint16 if every id of `trace` is below 65,536, else int32."""
+    top = max(int(a.max(initial=0)) for r in trace.requests for a in (r.prompt, r.output))
+    return "uint16" if top <= np.iinfo(np.uint16).max else "int32"
+
+
 def with_id_dtype(trace: Trace, dtype: str) -> Trace:
-    """The same trace with its arrays in `dtype` (the ids are drawn as int64 either way, so
-    both dtypes replay identical requests)."""
+    """The same trace with its arrays in `dtype` ("auto": the narrowest that holds its ids).
+    The ids are drawn as int64 either way, so every dtype replays identical requests."""
+    if dtype == "auto":
+        dtype = narrowest_id_dtype(trace)
     requests = [Request(r.prompt.astype(dtype), r.output.astype(dtype)) for r in trace.requests]
     return Trace(trace.name, trace.capacity, requests)
 
@@ -147,7 +162,7 @@ def long_doc_trace(rng: np.random.Generator, scale: float) -> Trace:
     return Trace("doc_32k", 48_000, requests)
 
 
-def make_traces(scale: float, id_dtype: str = "int32") -> list[Trace]:
+def make_traces(scale: float, id_dtype: str = "auto") -> list[Trace]:
     makers = [chat_trace, fewshot_trace, tree_search_trace, no_sharing_trace, long_doc_trace]
     return [
         with_id_dtype(make(np.random.default_rng(i), scale), id_dtype)
@@ -450,7 +465,10 @@ def main() -> None:
         "--repeats", type=int, default=3, help="replays per trace; per call, the least is kept"
     )
     ap.add_argument(
-        "--id-dtype", choices=ID_DTYPES, default="int32", help="numpy dtype of the trace's ids"
+        "--id-dtype",
+        choices=ID_DTYPES,
+        default="auto",
+        help="numpy dtype of the traces' ids (auto: per trace, the narrowest of uint16/int32)",
     )
     ap.add_argument(
         "--out",
@@ -472,7 +490,8 @@ def main() -> None:
         "scale": scale,
         "repeats": args.repeats,
         "id_dtype": {
-            "sglrs": f"numpy {args.id_dtype} (tokens and slots, read in place)",
+            "option": args.id_dtype,
+            "sglrs": "numpy tokens in traces.<name>.id_dtype, int32 slots (read in place)",
             "sglang": "array('q') int64 tokens, torch int64 slots",
         },
         "estimator": "per call, the minimum over the identical replays",
@@ -481,7 +500,11 @@ def main() -> None:
         "traces": {},
     }
     for trace in make_traces(scale, args.id_dtype):
-        row: dict[str, Any] = {"capacity": trace.capacity, "requests": len(trace.requests)}
+        row: dict[str, Any] = {
+            "capacity": trace.capacity,
+            "requests": len(trace.requests),
+            "id_dtype": trace.id_dtype,
+        }
         for impl in IMPLS:
             raw = best_of(args.repeats, trace, sg, impl)
             entry = {
@@ -495,7 +518,9 @@ def main() -> None:
             if "bytes_per_token" in raw:
                 entry["tree_bytes_per_token"] = raw["bytes_per_token"]
             if not args.no_memory:
-                entry["memory_no_eviction"] = measure_memory(impl, trace.name, scale, args.id_dtype)
+                entry["memory_no_eviction"] = measure_memory(
+                    impl, trace.name, scale, trace.id_dtype
+                )
             row[impl] = entry
         ours = row["sglrs"]
         row["hits_identical"] = all(row[p]["hit_tokens"] == ours["hit_tokens"] for p in PEERS)
@@ -519,7 +544,10 @@ def main() -> None:
 
 
 def print_row(name: str, row: dict[str, Any]) -> None:
-    print(f"\n== {name}: {row['requests']} requests, capacity {row['capacity']} tokens")
+    print(
+        f"\n== {name}: {row['requests']} requests, capacity {row['capacity']} tokens, "
+        f"{row['id_dtype']} ids"
+    )
     print(
         f"{'impl':10} {'hit rate':>8} | {'match us':>8} {'median':>7} {'p99':>7} | "
         f"{'insert us':>9} {'median':>7} {'p99':>7} | {'evict us':>8} {'median':>7} "

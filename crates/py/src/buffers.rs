@@ -78,9 +78,9 @@ pub fn extend_u32(obj: &Bound<'_, PyAny>, what: &str, out: &mut Vec<u32>) -> PyR
     convert_as!(i32);
     convert_as!(i64);
     convert_as!(u32);
+    convert_as!(u16);
     copy_as!(u64);
     copy_as!(i16);
-    copy_as!(u16);
     copy_as!(i8);
     copy_as!(u8);
     // Integers in the other byte order: swapped to native once, then read as above.
@@ -232,18 +232,20 @@ pub fn pooled_to_numpy<'py>(
     Ok(unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) })
 }
 
-/// Integer ids from Python: read in place from a contiguous 1-D int64/int32/uint32 numpy array
-/// (no copy, no conversion pass; [`sglrs_radix::IdElem`] validates while reading), else
-/// converted once to `u32`. Use through [`with_ids!`].
+/// Integer ids from Python: read in place from a contiguous 1-D int64/int32/uint32/uint16 numpy
+/// array (no copy, no conversion pass; [`sglrs_radix::IdElem`] validates while reading), else
+/// converted once to `u32`. uint16 is what a vocabulary below 65,536 fits: a long match then
+/// reads half the query bytes of int32. Use through [`with_ids!`].
 pub enum IdsArg<'a> {
     I64(&'a [i64]),
     I32(&'a [i32]),
     U32(&'a [u32]),
+    U16(&'a [u16]),
     Owned(Vec<u32>),
 }
 
 impl<'a> IdsArg<'a> {
-    /// The ids of `obj`; anything but a contiguous int64/int32/uint32 array is converted
+    /// The ids of `obj`; anything but a contiguous int64/int32/uint32/uint16 array is converted
     /// (bytes-like objects give one id per byte, the rest goes through [`extend_u32`]), into a
     /// buffer from [`POOL`].
     ///
@@ -251,7 +253,7 @@ impl<'a> IdsArg<'a> {
     /// A borrowed variant views the array's memory: while it lives, no Python code may run and
     /// the GIL must stay held, so that nothing mutates or frees the array meanwhile.
     pub unsafe fn extract(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
-        // SAFETY (the three `as_slice`): the caller keeps the array alive and unmodified.
+        // SAFETY (the four `as_slice`): the caller keeps the array alive and unmodified.
         // A dtype test costs ~25 ns: the item size (a field) picks the one or two to run.
         if let Ok(arr) = obj.cast::<PyUntypedArray>() {
             match arr.dtype().itemsize() {
@@ -270,6 +272,13 @@ impl<'a> IdsArg<'a> {
                     if let Ok(a) = obj.cast::<PyArray1<i64>>() {
                         if let Ok(s) = unsafe { a.as_slice() } {
                             return Ok(Self::I64(s));
+                        }
+                    }
+                }
+                2 => {
+                    if let Ok(a) = obj.cast::<PyArray1<u16>>() {
+                        if let Ok(s) = unsafe { a.as_slice() } {
+                            return Ok(Self::U16(s));
                         }
                     }
                 }
@@ -293,6 +302,7 @@ impl<'a> IdsArg<'a> {
             Self::I64(s) => s.len(),
             Self::I32(s) => s.len(),
             Self::U32(s) => s.len(),
+            Self::U16(s) => s.len(),
             Self::Owned(v) => v.len(),
         }
     }
@@ -314,6 +324,7 @@ impl<'a> IdsArg<'a> {
             Self::I64(s) => conv(s, what),
             Self::I32(s) => conv(s, what),
             Self::U32(s) => conv(s, what),
+            Self::U16(s) => conv(s, what),
             Self::Owned(v) => Ok(v),
         }
     }
@@ -348,6 +359,10 @@ macro_rules! with_ids {
             }
             $crate::buffers::IdsArg::U32(s) => {
                 let $s: &[u32] = s;
+                $body
+            }
+            $crate::buffers::IdsArg::U16(s) => {
+                let $s: &[u16] = s;
                 $body
             }
             $crate::buffers::IdsArg::Owned(v) => {

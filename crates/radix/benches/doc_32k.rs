@@ -1,10 +1,10 @@
 //! The 32k-token shared document of `benches/radix_vs_sglang.py` (trace `doc_32k`) in Rust
 //! alone, so that the Python binding's share of a call can be told apart: match and insert of
-//! the document plus a short question with int32 and int64 ids (what numpy arrays hold, read
-//! in place), next to the floor: a plain sum over the same bytes (query ids + the edge's
-//! 32,768 tokens, which the tree stores as u16 since all are below 65,536; the sum over a u32
-//! copy of the edge is shown too). Four inputs are used in turn: like a fresh request's, each
-//! is in L2 but not in L1.
+//! the document plus a short question with uint16, int32 and int64 ids (what numpy arrays hold,
+//! read in place; uint16 when the vocabulary is below 65,536), next to the floor: a plain sum
+//! over the same bytes (query ids + the edge's 32,768 tokens, which the tree stores as u16 since
+//! all are below 65,536; the sum over a u32 copy of the edge is shown too). Four inputs are used
+//! in turn: like a fresh request's, each is in L2 but not in L1.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -54,7 +54,8 @@ fn inputs<E: IdElem>(doc: &[u32], extra: usize, conv: fn(u32) -> E) -> Vec<Vec<E
     (0..INPUTS)
         .map(|k| {
             let mut q: Vec<E> = doc.iter().map(|&t| conv(t)).collect();
-            q.push(conv(100_000 + k as u32));
+            // A token the tree does not hold after the document (below 65,536, for u16).
+            q.push(conv(65_000 + k as u32));
             q.extend(rng.tokens(extra - 1).into_iter().map(conv));
             q
         })
@@ -113,6 +114,7 @@ fn bench_floor_and_match(c: &mut Criterion) {
     let (mut tree, doc) = doc_tree();
     let q32 = inputs(&doc, 50, |t| t as i32);
     let q64 = inputs(&doc, 50, i64::from);
+    let q16 = inputs(&doc, 50, |t| t as u16);
     let doc16: Vec<u16> = doc.iter().map(|&t| t as u16).collect();
     let mut out = Vec::with_capacity(DOC + 100);
     let mut i = 0;
@@ -128,6 +130,12 @@ fn bench_floor_and_match(c: &mut Criterion) {
             black_box(sum(&q32[i][..DOC], &doc16))
         })
     });
+    c.bench_function("floor/doc_32k_sum_u16_query_and_u16_edge", |b| {
+        b.iter(|| {
+            i = (i + 1) % INPUTS;
+            black_box(sum(&q16[i][..DOC], &doc16))
+        })
+    });
     c.bench_function("floor/doc_32k_sum_i64_query_and_edge", |b| {
         b.iter(|| {
             i = (i + 1) % INPUTS;
@@ -138,6 +146,16 @@ fn bench_floor_and_match(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % INPUTS;
             black_box(sum(&q64[i][..DOC], &doc16))
+        })
+    });
+    for q in &q16 {
+        assert_eq!(tree.match_prefix_shared(q, &mut out).unwrap().0, DOC);
+    }
+    c.bench_function("match/doc_32k_u16_shared", |b| {
+        b.iter(|| {
+            out.clear();
+            i = (i + 1) % INPUTS;
+            black_box(tree.match_prefix_shared(&q16[i], &mut out).unwrap())
         })
     });
     c.bench_function("match/doc_32k_i32_shared", |b| {
@@ -195,6 +213,7 @@ fn bench_insert<E: IdElem>(c: &mut Criterion, name: &str, conv: fn(u32) -> E) {
 }
 
 fn bench_inserts(c: &mut Criterion) {
+    bench_insert(c, "insert/doc_32k_u16", |t| t as u16);
     bench_insert(c, "insert/doc_32k_i32", |t| t as i32);
     bench_insert(c, "insert/doc_32k_i64", i64::from);
 }

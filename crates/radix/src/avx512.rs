@@ -94,6 +94,28 @@ impl Lanes for u32 {
     }
 }
 
+impl Lanes for u16 {
+    type Acc = __m512i;
+    const ZERO: __m512i = <u32 as Lanes>::ZERO;
+
+    /// Widened to 32-bit lanes, for wide (`u32`) tree tokens; narrow ones are compared at
+    /// their own width by [`common_prefix_u16`].
+    #[inline(always)]
+    unsafe fn step(acc: __m512i, q: *const u16, t: __m512i) -> __m512i {
+        or_xor(acc, <u16 as KeyLanes>::load16(q), t)
+    }
+
+    #[inline(always)]
+    unsafe fn or(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_or_si512(a, b)
+    }
+
+    #[inline(always)]
+    unsafe fn any(acc: __m512i) -> bool {
+        nonzero(acc)
+    }
+}
+
 impl Lanes for i32 {
     type Acc = __m512i;
     const ZERO: __m512i = <u32 as Lanes>::ZERO;
@@ -207,6 +229,70 @@ pub(crate) unsafe fn common_prefix<E: Lanes, K: KeyLanes>(q: &[E], t: &[K]) -> u
         i += 16;
     }
     while i < n && q[i].wide() == u64::from(t[i].get()) {
+        i += 1;
+    }
+    i
+}
+
+/// Length of the longest common prefix of `u16` ids and narrow tree tokens, at their own width:
+/// 32 per vector, so a 32k-token match reads 64 KiB of query instead of the 128 KiB of int32.
+/// Every `u16` is a valid id: nothing to validate.
+///
+/// # Safety
+/// AVX-512F/BW available ([`available`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn common_prefix_u16(q: &[u16], t: &[u16]) -> usize {
+    const V: usize = 32;
+    const B: usize = 8 * V;
+    #[inline(always)]
+    unsafe fn differs(q: *const u16, t: *const u16, acc: __m512i) -> __m512i {
+        // SAFETY: the caller has 32 ids readable at both.
+        unsafe {
+            or_xor(
+                acc,
+                _mm512_loadu_si512(q.cast()),
+                _mm512_loadu_si512(t.cast()),
+            )
+        }
+    }
+    let zero = _mm512_setzero_si512();
+    let n = q.len().min(t.len());
+    let (pq, pt) = (q.as_ptr(), t.as_ptr());
+    let mut i = 0;
+    // SAFETY (all loads below): `i + B <= n`, `i + V <= n` or `V + B <= n` ids are readable
+    // from `i` in both slices.
+    if n >= V + B && !nonzero(unsafe { differs(pq, pt, zero) }) {
+        // Aligned query loads from here on (see `common_prefix`).
+        i = pq.align_offset(64).min(V);
+    }
+    while i + B <= n {
+        let (bq, bt) = unsafe { (pq.add(i), pt.add(i)) };
+        unsafe {
+            prefetch(bq, B * 2);
+            prefetch(bt, B * 2);
+        }
+        let mut acc = [zero; 4];
+        for k in 0..B / V {
+            acc[k % 4] = unsafe { differs(bq.add(V * k), bt.add(V * k), acc[k % 4]) };
+        }
+        let all = _mm512_or_si512(
+            _mm512_or_si512(acc[0], acc[1]),
+            _mm512_or_si512(acc[2], acc[3]),
+        );
+        if nonzero(all) {
+            break;
+        }
+        i += B;
+    }
+    while i + V <= n {
+        let diff = unsafe { differs(pq.add(i), pt.add(i), zero) };
+        let mask = _mm512_test_epi16_mask(diff, diff);
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += V;
+    }
+    while i < n && q[i] == t[i] {
         i += 1;
     }
     i
@@ -370,6 +456,49 @@ mod tests {
                             let got = unsafe { common_prefix(&wu[skew..], &t) };
                             assert_eq!(got, want, "u32 {msg}");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `u16` ids: the same-width compare with narrow tokens and the widened one with wide
+    /// tokens, against the scalar definition, for every loop, difference and alignment.
+    #[test]
+    fn u16_ids_match_the_scalar_definition_at_both_widths() {
+        if !available() {
+            return;
+        }
+        let t16: Vec<u16> = (0..900u32)
+            .map(|x| (x.wrapping_mul(2_654_435_761) >> 16) as u16)
+            .collect();
+        let t32: Vec<u32> = t16.iter().map(|&x| u32::from(x)).collect();
+        for len in [0usize, 1, 31, 32, 33, 256, 287, 288, 289, 300, 900] {
+            for cut in (0..len).step_by(7).chain([len.saturating_sub(1)]) {
+                // A flip of the top bit, of the low bit; and (wide tokens) a token >= 2^16
+                // whose low half equals the id.
+                for flip in [1u16 << 15, 1] {
+                    let mut q: Vec<u16> = t16[..len].to_vec();
+                    if cut < len {
+                        q[cut] ^= flip;
+                    }
+                    let want = cut.min(len);
+                    let mut wide = t32.clone();
+                    if cut < len {
+                        wide[cut] = u32::from(t16[cut]) + (1 << 16);
+                    }
+                    for skew in [0, 1, 3, 7, 16, 31] {
+                        let msg = format!("len {len} cut {cut} flip {flip} skew {skew}");
+                        let mut w = vec![0u16; skew];
+                        w.extend(&q);
+                        let got = unsafe { common_prefix_u16(&w[skew..], &t16) };
+                        assert_eq!(got, want, "u16/u16 {msg}");
+                        let got = unsafe { common_prefix(&w[skew..], &t32) };
+                        assert_eq!(got, want, "u16/u32 {msg}");
+                        let mut w = vec![0u16; skew];
+                        w.extend(&t16[..len]);
+                        let got = unsafe { common_prefix(&w[skew..], &wide) };
+                        assert_eq!(got, want, "u16/u32 high tokens {msg}");
                     }
                 }
             }

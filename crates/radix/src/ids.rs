@@ -1,15 +1,17 @@
-//! Id slices the tree reads in place: `u32`, or the `i32` / `i64` that caller buffers (numpy
-//! arrays) hold. A 32k-token int64 query is compared and validated in one pass over it, with no
-//! conversion to `u32` first: that pass is what bounds a long match. Tree edges store their
-//! tokens as `u16` when all fit ([`TreeToken`]), so a query is compared with either width. With
-//! AVX-512 the long passes (compare, slot range check) run in `avx512.rs`; the code here serves
-//! other CPUs.
+//! Id slices the tree reads in place: `u32`, or the `u16` / `i32` / `i64` that caller buffers
+//! (numpy arrays) hold. A 32k-token int64 query is compared and validated in one pass over it,
+//! with no conversion to `u32` first: that pass is what bounds a long match. Tree edges store
+//! their tokens as `u16` when all fit ([`TreeToken`]), so a query is compared with either width;
+//! a `u16` query (a vocabulary below 65,536) against a narrow edge is a plain same-width compare
+//! that reads half the bytes of an int32 one. With AVX-512 the long passes (compare, slot range
+//! check) run in `avx512.rs`; the code here serves other CPUs.
 //!
 //! An id is valid when it is in `0..2^32`. An invalid one never equals a tree token, so a
 //! comparison stops there and the caller reports it.
 
 mod sealed {
     pub trait Sealed {}
+    impl Sealed for u16 {}
     impl Sealed for u32 {}
     impl Sealed for i32 {}
     impl Sealed for i64 {}
@@ -59,6 +61,10 @@ macro_rules! avx2_version {
 pub trait IdElem: Copy + Send + Sync + sealed::Sealed + 'static {
     /// `true` when every value of the type is a valid id (no validation pass needed).
     const ALWAYS_VALID: bool;
+
+    /// `true` when every value fits a narrow (`u16`) edge: an insert then stores the new
+    /// tokens as they are, with no pass to find their largest.
+    const ALWAYS_NARROW: bool = false;
 
     /// The value as `u64`, with a bit above bit 31 set iff it is not in `0..2^32` (negative
     /// values sign-extend).
@@ -113,6 +119,78 @@ pub trait IdElem: Copy + Send + Sync + sealed::Sealed + 'static {
     }
 }
 
+impl IdElem for u16 {
+    const ALWAYS_VALID: bool = true;
+    const ALWAYS_NARROW: bool = true;
+
+    #[inline(always)]
+    fn wide(self) -> u64 {
+        u64::from(self)
+    }
+
+    fn value(self) -> i64 {
+        i64::from(self)
+    }
+
+    #[inline(always)]
+    fn at_least(self, bound: u32) -> bool {
+        u32::from(self) >= bound
+    }
+
+    #[inline]
+    fn any_at_least(q: &[u16], bound: u32) -> bool {
+        // No u16 reaches a bound above its range: no pass at all.
+        bound <= u32::from(u16::MAX) && !q.is_empty() && u32::from(max_u16(q)) >= bound
+    }
+
+    /// Widened to 32 bits (wide edges only hold a `u16`-sized prefix of a query's tokens up
+    /// to their first large token).
+    #[inline]
+    fn common_prefix(q: &[u16], t: &[u32]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::avx512::available() {
+                // SAFETY: the CPU has AVX-512.
+                return unsafe { crate::avx512::common_prefix(q, t) };
+            }
+        }
+        dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
+    }
+
+    /// Same width: a plain bitwise compare.
+    #[inline]
+    fn common_prefix_u16(q: &[u16], t: &[u16]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::avx512::available() {
+                // SAFETY: the CPU has AVX-512.
+                return unsafe { crate::avx512::common_prefix_u16(q, t) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { common_prefix_same_avx2(q, t) };
+            }
+        }
+        crate::prefix::common_prefix(q, t)
+    }
+
+    #[inline]
+    fn first_invalid(_: &[u16]) -> Option<usize> {
+        None
+    }
+
+    #[inline]
+    fn max_id(q: &[u16]) -> Result<u32, usize> {
+        Ok(if q.is_empty() { 0 } else { max_u16(q).into() })
+    }
+
+    #[inline]
+    fn write_u32(q: &[u16], out: &mut [MaybeUninit<u32>]) -> Result<(), usize> {
+        assert_eq!(q.len(), out.len());
+        dispatch!(widen_u16_body, widen_u16_avx2, (q, out))
+    }
+}
+
 impl IdElem for u32 {
     const ALWAYS_VALID: bool = true;
 
@@ -152,7 +230,7 @@ impl IdElem for u32 {
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
-                return unsafe { common_prefix_u32_avx2(q, t) };
+                return unsafe { common_prefix_same_avx2(q, t) };
             }
         }
         crate::prefix::common_prefix(q, t)
@@ -335,8 +413,38 @@ fn equal_blocks<E: IdElem, K: TreeToken, const B: usize>(q: &[E], t: &[K], mut i
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn common_prefix_u32_avx2(q: &[u32], t: &[u32]) -> usize {
+unsafe fn common_prefix_same_avx2<T: crate::prefix::Word>(q: &[T], t: &[T]) -> usize {
     crate::prefix::common_prefix(q, t)
+}
+
+/// The largest of `q` (0 if empty): a `u16` max reduction, 16 ids per AVX2 vector.
+fn max_u16(q: &[u16]) -> u16 {
+    dispatch!(max_u16_body, max_u16_avx2, (q))
+}
+
+#[inline(always)]
+fn max_u16_body(q: &[u16]) -> u16 {
+    q.iter().fold(0, |m, &x| m.max(x))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_u16_avx2(q: &[u16]) -> u16 {
+    max_u16_body(q)
+}
+
+#[inline(always)]
+fn widen_u16_body(q: &[u16], out: &mut [MaybeUninit<u32>]) -> Result<(), usize> {
+    for (o, &x) in out.iter_mut().zip(q) {
+        o.write(x.into());
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_u16_avx2(q: &[u16], out: &mut [MaybeUninit<u32>]) -> Result<(), usize> {
+    widen_u16_body(q, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -465,7 +573,7 @@ mod tests {
                     unsafe {
                         assert_eq!(super::common_prefix_wide_avx2(&q, &t), want);
                         assert_eq!(super::common_prefix_wide_avx2(&q32, &t), want);
-                        assert_eq!(super::common_prefix_u32_avx2(&qu, &t), want_u);
+                        assert_eq!(super::common_prefix_same_avx2(&qu, &t), want_u);
                     }
                 }
                 let slots: Vec<i32> = (0..600)
@@ -519,6 +627,58 @@ mod tests {
         let mut out = [std::mem::MaybeUninit::new(0u16); 3];
         super::write_u16(&[1i32, 65_535, 0], &mut out);
         assert_eq!(out.map(|x| unsafe { x.assume_init() }), [1, 65_535, 0]);
+    }
+
+    /// `u16` ids: same-width compares with narrow tokens and widened ones with wide tokens
+    /// agree on every code path this CPU runs, and equal the `u32` answers on the same ids.
+    #[test]
+    fn u16_ids_agree_with_u32_ids_on_every_code_path() {
+        let t16: Vec<u16> = (0..700u32).map(|x| ((x * 40_503) >> 3) as u16).collect();
+        let t32: Vec<u32> = t16.iter().map(|&x| u32::from(x)).collect();
+        for cut in (0..700).step_by(9).chain([699]) {
+            for flip in [1u16, 1 << 15] {
+                let mut q: Vec<u16> = t16.clone();
+                q[cut] ^= flip;
+                let qu: Vec<u32> = q.iter().map(|&x| u32::from(x)).collect();
+                assert_eq!(u32::common_prefix_u16(&qu, &t16), cut);
+                assert_eq!(u16::common_prefix_u16(&q, &t16), cut);
+                assert_eq!(crate::prefix::common_prefix(&q, &t16), cut);
+                assert_eq!(u16::common_prefix(&q, &t32), cut);
+                assert_eq!(super::common_prefix_wide(&q, &t32), cut);
+                // A wide token whose low 16 bits equal the id.
+                let mut wide = t32.clone();
+                wide[cut] += 1 << 16;
+                assert_eq!(u16::common_prefix(&t16, &wide), cut);
+                assert_eq!(super::common_prefix_wide(&t16, &wide), cut);
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    unsafe {
+                        assert_eq!(super::common_prefix_same_avx2(&q, &t16), cut);
+                        assert_eq!(super::common_prefix_wide_avx2(&q, &t32), cut);
+                        assert_eq!(super::max_u16_avx2(&q), super::max_u16_body(&q));
+                    }
+                }
+            }
+        }
+        assert_eq!(u16::common_prefix_u16(&t16, &t16[..650]), 650);
+        assert_eq!(u16::common_prefix_u16(&[], &t16), 0);
+        assert_eq!(u16::max_id(&[3, 65_535, 7]), Ok(65_535));
+        assert_eq!(u16::max_id(&[]), Ok(0));
+        assert_eq!(u16::first_invalid(&[0, 65_535]), None);
+        assert_eq!(u16::first_at_least(&[0, 9, 10, 11], 10), Some(2));
+        assert_eq!(u16::first_at_least(&[0, 65_535], 65_535), Some(1));
+        assert_eq!(u16::first_at_least(&[0, 65_535], 65_536), None);
+        assert_eq!(u16::first_at_least(&[], 0), None);
+        let long: Vec<u16> = (0..1000).collect();
+        assert_eq!(u16::first_at_least(&long, 1000), None);
+        assert_eq!(u16::first_at_least(&long, 999), Some(999));
+        let mut out = vec![9u32];
+        assert_eq!(u16::extend_u32(&[1, 65_535, 0], &mut out), Ok(()));
+        assert_eq!(out, [9, 1, 65_535, 0]);
+        let mut narrow = [std::mem::MaybeUninit::new(0u16); 3];
+        super::write_u16(&[1u16, 65_535, 0], &mut narrow);
+        assert_eq!(narrow.map(|x| unsafe { x.assume_init() }), [1, 65_535, 0]);
     }
 
     #[test]

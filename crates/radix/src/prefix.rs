@@ -1,4 +1,15 @@
-//! Longest common prefix of two token slices, the inner loop of every match and insert.
+//! Longest common prefix of two token slices of one width (`u32` ids against wide edges, `u16`
+//! ids against narrow ones), the inner loop of every match and insert.
+
+use std::ops::{BitOr, BitXor};
+
+/// An unsigned id width compared bit for bit.
+pub(crate) trait Word:
+    Copy + Eq + Default + BitXor<Output = Self> + BitOr<Output = Self>
+{
+}
+impl Word for u16 {}
+impl Word for u32 {}
 
 /// Tokens compared per step; the XOR/OR reduction over a fixed-size block vectorizes. Long
 /// runs go in big blocks (fewer branches), the block that differs again in small ones.
@@ -7,11 +18,11 @@ const BLOCK: usize = 32;
 
 /// Length of the longest common prefix of `a` and `b`.
 #[inline(always)]
-pub(crate) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+pub(crate) fn common_prefix<T: Word>(a: &[T], b: &[T]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let i = equal_blocks::<BIG_BLOCK>(a, b, 0);
-    let mut i = equal_blocks::<BLOCK>(a, b, i);
+    let i = equal_blocks::<T, BIG_BLOCK>(a, b, 0);
+    let mut i = equal_blocks::<T, BLOCK>(a, b, i);
     while i < n && a[i] == b[i] {
         i += 1;
     }
@@ -20,10 +31,13 @@ pub(crate) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 
 /// From `i`, the end of the run of equal `B`-token blocks (`a` and `b` of equal length).
 #[inline(always)]
-fn equal_blocks<const B: usize>(a: &[u32], b: &[u32], mut i: usize) -> usize {
+fn equal_blocks<T: Word, const B: usize>(a: &[T], b: &[T], mut i: usize) -> usize {
     for (ca, cb) in a[i..].chunks_exact(B).zip(b[i..].chunks_exact(B)) {
-        let diff = ca.iter().zip(cb).fold(0u32, |acc, (x, y)| acc | (x ^ y));
-        if diff != 0 {
+        let diff = ca
+            .iter()
+            .zip(cb)
+            .fold(T::default(), |acc, (&x, &y)| acc | (x ^ y));
+        if diff != T::default() {
             break;
         }
         i += B;
@@ -46,5 +60,12 @@ mod tests {
         assert_eq!(common_prefix(&a, &a), 300);
         assert_eq!(common_prefix(&a[..40], &a), 40);
         assert_eq!(common_prefix(&[], &a), 0);
+        let a16: Vec<u16> = (0..300).map(|x| x * 211).collect();
+        for cut in 0..300 {
+            let mut b = a16.clone();
+            b[cut] ^= 1 << 15;
+            assert_eq!(common_prefix(&a16, &b), cut);
+        }
+        assert_eq!(common_prefix(&a16, &a16[..299]), 299);
     }
 }

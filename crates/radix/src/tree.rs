@@ -98,8 +98,8 @@ impl RadixTree {
         }
     }
 
-    /// [`RadixTree::match_prefix`] for tokens of any [`IdElem`] type (e.g. the `i64` of a
-    /// numpy array, read in place). A token outside `0..2^32` is an error, with the tree and
+    /// [`RadixTree::match_prefix`] for tokens of any [`IdElem`] type (e.g. the `i64` or
+    /// `u16` of a numpy array, read in place). A token outside `0..2^32` is an error, with the tree and
     /// `slots_out` unchanged.
     pub fn match_prefix_ids<E: IdElem>(
         &mut self,
@@ -205,8 +205,10 @@ impl RadixTree {
         // of the leaf that will hold them; the tokens narrow if they all fit.
         let edge = if new > 0 {
             let toks = &tokens[cached..len];
-            let max = T::max_id(toks).map_err(|i| id_error(IdKind::Token, tokens, cached + i))?;
-            let mut buf = EdgeBuf::new(new, max < NARROW_LIMIT);
+            let narrow = T::ALWAYS_NARROW
+                || T::max_id(toks).map_err(|i| id_error(IdKind::Token, tokens, cached + i))?
+                    < NARROW_LIMIT;
+            let mut buf = EdgeBuf::new(new, narrow);
             let (sl, key) = buf.parts();
             S::write_u32(&slots[cached..len], sl)
                 .map_err(|i| id_error(IdKind::Slot, slots, cached + i))?;

@@ -482,3 +482,43 @@ fn memory_bytes_counts_two_bytes_per_narrow_token() {
     // 6 bytes per token, plus the arena, the children list and the LRU set.
     assert!(t.memory_bytes() <= 6 * 1000 + 600, "{}", t.memory_bytes());
 }
+
+/// `u16` ids read in place: an insert writes a narrow edge as the ids come, and long matches
+/// against narrow and wide edges give what the same ids as `u32` give.
+#[test]
+fn u16_ids_insert_narrow_edges_and_match_like_u32_ids() {
+    let mut t = RadixTree::new(2);
+    let doc: Vec<u16> = (0..5_000u32).map(|x| (x * 7_919 % 65_536) as u16).collect();
+    let doc32: Vec<u32> = doc.iter().map(|&x| u32::from(x)).collect();
+    let accept = |_: usize, _: &[u32]| Ok::<_, RadixError>(());
+    let (cached, a) = t.insert_ids_checked(&doc, &seq(0..5_000), accept).unwrap();
+    assert_eq!(cached, 0);
+    assert!(narrow(&t, a));
+    // A wide edge below it: u16 queries compare with it widened.
+    let mut longer = doc32.clone();
+    longer.extend([70_000, 1, 2, 3]);
+    let (_, b) = t.insert_and_match(&longer, &seq(0..5_004)).unwrap();
+    assert!(!narrow(&t, b));
+    for cut in [0, 1, 31, 32, 287, 288, 2_501, 4_998, 4_999] {
+        let mut q = doc.clone();
+        q[cut] ^= 1 << 15;
+        let q32: Vec<u32> = q.iter().map(|&x| u32::from(x)).collect();
+        let (mut o16, mut o32) = (Vec::new(), Vec::new());
+        let (n16, h16) = t.match_prefix_ids(&q, &mut o16).unwrap();
+        let (n32, h32) = t.match_prefix(&q32, &mut o32);
+        assert_eq!((n16, &o16, h16), (n32, &o32, h32));
+        assert_eq!(n16, cut / 2 * 2, "{cut}");
+    }
+    // Up to the wide edge's large token, which no u16 equals.
+    let mut q = doc.clone();
+    q.extend([70_000u32 as u16, 1]);
+    let mut out = Vec::new();
+    assert_eq!(t.match_prefix_ids(&q, &mut out).unwrap().0, 5_000);
+    assert_eq!(out, seq(0..5_000));
+    let (cached, _) = t
+        .insert_ids_checked(&q, &seq(9_000..14_002), accept)
+        .unwrap();
+    assert_eq!(cached, 5_000);
+    assert_eq!(t.total_size(), 5_006);
+    t.check_integrity().unwrap();
+}

@@ -3,6 +3,8 @@
 //! oldest unlocked leaf), with `check_integrity()` after every step. The mixed-width properties
 //! draw some tokens at or above 65,536, so that edges stored as `u16` and as `u32` meet: splits
 //! of either kind, a narrow edge continued by a wide one, wide edges split into narrow parts.
+//! Whenever a query's tokens all fit `u16`, the same ids as a `u16` slice (compared at their own
+//! width with narrow edges, widened with wide ones) must give what the `u32` path gives.
 
 use proptest::prelude::*;
 use sglrs_radix::{NodeHandle, RadixError, RadixTree};
@@ -215,6 +217,11 @@ fn op_with(token: impl Strategy<Value = u32> + Clone + 'static) -> impl Strategy
     ]
 }
 
+/// The tokens as `u16` if all fit.
+fn as_u16(tokens: &[u32]) -> Option<Vec<u16>> {
+    tokens.iter().map(|&t| u16::try_from(t).ok()).collect()
+}
+
 fn run(page: usize, ops: Vec<Op>) {
     let mut tree = RadixTree::new(page);
     let mut model = Model::new(page);
@@ -248,15 +255,35 @@ fn run(page: usize, ops: Vec<Op>) {
                 };
                 let (mn, mslots, mnode) = model.walk(&tokens);
                 assert_eq!((n, &slots), (mn, &mslots));
+                // Matched again as u16 ids: the same length, slots and node (a repeated match
+                // splits nothing and only re-stamps the path that is already the newest).
+                if let Some(t16) = as_u16(&tokens) {
+                    let mut again = Vec::new();
+                    let (n16, h16, shared) = if tokens.len() % 2 == 0 {
+                        let (n, h) = tree.match_prefix_ids(&t16, &mut again).unwrap();
+                        (n, h, None)
+                    } else {
+                        tree.match_prefix_shared(&t16, &mut again).unwrap()
+                    };
+                    if let Some(shared) = shared {
+                        again.extend_from_slice(&shared);
+                    }
+                    assert_eq!((n16, &again, h16), (n, &slots, h));
+                }
                 seen.push((h, mnode));
             }
             Op::Insert(tokens) => {
                 let slots: Vec<u32> = (next_slot..next_slot + tokens.len() as u32).collect();
                 next_slot += tokens.len() as u32;
                 let narrow: Vec<i32> = slots.iter().map(|&s| s as i32).collect();
-                let (cached, h) = match tokens.len() % 4 {
-                    0 | 2 => tree.insert_and_match(&tokens, &slots).unwrap(),
-                    1 => {
+                // u16 tokens (narrow edges written as they come) when they all fit.
+                let t16 = as_u16(&tokens).filter(|_| tokens.len() % 4 == 2);
+                let (cached, h) = match (tokens.len() % 4, t16) {
+                    (_, Some(t16)) => tree
+                        .insert_ids_checked(&t16, &slots, |_, _| Ok::<_, RadixError>(()))
+                        .unwrap(),
+                    (0 | 2, None) => tree.insert_and_match(&tokens, &slots).unwrap(),
+                    (1, None) => {
                         let wide: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
                         tree.insert_ids_checked(&wide, &narrow, |_, _| Ok::<_, RadixError>(()))
                             .unwrap()
