@@ -47,9 +47,11 @@ def paged_decode_attention(
     (int32 `[rows, stride]`). Returns `out` (`[B, Hq, D]`, q's dtype), allocated if not given.
     Raises ValueError on any inconsistent input, including slot ids outside the buffers.
 
-    `num_threads` > 1 runs the (request, KV head) items on a Rust thread pool. The default is 1:
-    torch's OpenMP workers keep spinning on the same cores between ops, and on the 2-core
-    machine we measured a whole decode step no faster (at times slower) with 2 kernel threads.
+    `num_threads` > 1 runs the (request, KV head) items on a Rust thread pool (the
+    torch_native backend passes torch's thread count: the kernel is bound by reading K/V, and
+    one core reads at about half the rate of two). torch's OpenMP workers spin between ops;
+    the engine bounds that spin (`GOMP_SPINCOUNT`, sglrs.engine.runtime) so they yield the
+    cores to these threads.
     """
     for name, t in (("q", q), ("k_buffer", k_buffer), ("v_buffer", v_buffer),
                     ("req_to_token", req_to_token)):  # fmt: skip
