@@ -39,7 +39,8 @@ impl TreeToken for u32 {
 
 use std::mem::MaybeUninit;
 
-use crate::simd::dispatch;
+use crate::prefix::common_prefix as same_width_prefix;
+use crate::simd::{avx512_first, dispatch};
 
 /// Ids compared per step: a branch-free XOR/OR over a fixed block vectorizes. Long runs go
 /// in big blocks (one branch per 1.5 KB of int64 query: 20% faster on a 32k-token match than
@@ -147,31 +148,15 @@ impl IdElem for u16 {
     /// to their first large token).
     #[inline]
     fn common_prefix(q: &[u16], t: &[u32]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::avx512::available() {
-                // SAFETY: the CPU has AVX-512.
-                return unsafe { crate::avx512::common_prefix(q, t) };
-            }
-        }
+        avx512_first!(common_prefix(q, t));
         dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
     }
 
     /// Same width: a plain bitwise compare.
     #[inline]
     fn common_prefix_u16(q: &[u16], t: &[u16]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::avx512::available() {
-                // SAFETY: the CPU has AVX-512.
-                return unsafe { crate::avx512::common_prefix_u16(q, t) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { common_prefix_same_avx2(q, t) };
-            }
-        }
-        crate::prefix::common_prefix(q, t)
+        avx512_first!(common_prefix_u16(q, t));
+        dispatch!(same_width_prefix, common_prefix_same_avx2, (q, t))
     }
 
     #[inline]
@@ -210,41 +195,19 @@ impl IdElem for u32 {
 
     #[inline(always)]
     fn any_at_least(q: &[u32], bound: u32) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::avx512::available() {
-                // SAFETY: the CPU has AVX-512.
-                return unsafe { crate::avx512::any_at_least_u32(q, bound) };
-            }
-        }
+        avx512_first!(any_at_least_u32(q, bound));
         max_at_least(q, bound)
     }
 
     #[inline]
     fn common_prefix(q: &[u32], t: &[u32]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::avx512::available() {
-                // SAFETY: the CPU has AVX-512.
-                return unsafe { crate::avx512::common_prefix(q, t) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { common_prefix_same_avx2(q, t) };
-            }
-        }
-        crate::prefix::common_prefix(q, t)
+        avx512_first!(common_prefix(q, t));
+        dispatch!(same_width_prefix, common_prefix_same_avx2, (q, t))
     }
 
     #[inline]
     fn common_prefix_u16(q: &[u32], t: &[u16]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::avx512::available() {
-                // SAFETY: the CPU has AVX-512.
-                return unsafe { crate::avx512::common_prefix(q, t) };
-            }
-        }
+        avx512_first!(common_prefix(q, t));
         dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
     }
 
@@ -288,25 +251,13 @@ macro_rules! wide_elem {
 
             #[inline]
             fn common_prefix(q: &[$t], t: &[u32]) -> usize {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if crate::avx512::available() {
-                        // SAFETY: the CPU has AVX-512.
-                        return unsafe { crate::avx512::common_prefix(q, t) };
-                    }
-                }
+                avx512_first!(common_prefix(q, t));
                 dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
             }
 
             #[inline]
             fn common_prefix_u16(q: &[$t], t: &[u16]) -> usize {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if crate::avx512::available() {
-                        // SAFETY: the CPU has AVX-512.
-                        return unsafe { crate::avx512::common_prefix(q, t) };
-                    }
-                }
+                avx512_first!(common_prefix(q, t));
                 dispatch!(common_prefix_wide, common_prefix_wide_avx2, (q, t))
             }
 
@@ -341,13 +292,7 @@ wide_elem!(i32, |x, bound| (x as u32 >= bound) | (x < 0), |q, bound| {
     or < 0 || (max >= bound && !q.is_empty())
 });
 wide_elem!(i64, |x, bound| x as u64 >= u64::from(bound), |q, bound| {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::avx512::available() {
-            // SAFETY: the CPU has AVX-512.
-            return unsafe { crate::avx512::any_at_least_i64(q, bound) };
-        }
-    }
+    avx512_first!(any_at_least_i64(q, bound));
     wide_any_at_least(q, bound)
 });
 
