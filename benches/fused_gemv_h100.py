@@ -21,12 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
-import platform
 import sys
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gemv_h100 import ROTATE_BYTES, rel_err, time_calls  # noqa: E402
-from llama8b import LLAMA_8B, copy_bandwidth  # noqa: E402
+from llama8b import LLAMA_8B, copy_bandwidth, precompile, run_header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN, INTER = LLAMA_8B["hidden_size"], LLAMA_8B["intermediate_size"]
@@ -135,12 +131,6 @@ def _compile_one(job: tuple[str, int, Any]) -> str:
         return f"{name} M={m} {cfg}: {type(e).__name__}: {e}"
 
 
-def precompile(jobs: list[tuple[str, int, Any]], workers: int) -> list[str]:
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        return [e for e in pool.map(_compile_one, jobs) if e]
-
-
 def bench_op(name: str, m: int, weights: list[torch.Tensor], sweep: bool, bw: float) -> dict:
     from sglrs.kernels.gemv import pick_config, pick_fused_config
 
@@ -205,9 +195,6 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "fused_gemv_h100.json"))
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    import triton
-
-    import sglrs
 
     names = args.ops.split(",")
     unknown = [n for n in names if n not in OPS]
@@ -215,26 +202,11 @@ def main() -> None:
         p.error(f"unknown ops {unknown}; choose from {list(OPS)}")
     torch.manual_seed(0)
     if args.sweep:
-        start = time.perf_counter()
         jobs = [(name, m, c) for name in names for m in ROWS for c in candidates(m)]
-        errors = precompile(jobs, args.workers)
-        print(f"compiled {len(jobs)} sweep configs in {time.perf_counter() - start:.0f} s; "
-              f"{len(errors)} failed", flush=True)  # fmt: skip
-        for e in errors[:20]:
-            print("  ", e, flush=True)
+        precompile(_compile_one, jobs, args.workers)
     bw = copy_bandwidth()
-    result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(),
-        "versions": {
-            "sglrs": sglrs.__version__,
-            "torch": torch.__version__,
-            "triton": triton.__version__,
-            "python": platform.python_version(),
-        },
-        "command": " ".join(sys.argv),
-        "copy_bandwidth_tb_s": bw / 1e12,
-        "rows": [],
-    }
+    result: dict[str, Any] = run_header(triton=True)
+    result |= {"copy_bandwidth_tb_s": bw / 1e12, "rows": []}
     print(f"{result['device']}: copy bandwidth {bw / 1e12:.2f} TB/s", flush=True)
     for name in names:
         _, n, k = OPS[name]

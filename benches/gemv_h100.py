@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llama8b import copy_bandwidth  # noqa: E402
+from llama8b import copy_bandwidth, precompile, run_header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # name -> (N, K) of the weight, as nn.Linear stores it.
@@ -91,12 +88,6 @@ def _compile_one(job: tuple[int, int, int, Any]) -> str:
         return ""
     except Exception as e:  # reported, and the config is skipped in the sweep
         return f"{cfg}: {type(e).__name__}: {e}"
-
-
-def precompile(jobs: list[tuple[int, int, int, Any]], workers: int) -> list[str]:
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        return [e for e in pool.map(_compile_one, jobs) if e]
 
 
 def time_calls(fn: Callable, x: torch.Tensor, weights: list[torch.Tensor]) -> float:
@@ -215,34 +206,16 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "gemv_h100.json"))
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    import triton
-
-    import sglrs
 
     names = args.shapes.split(",")
     rows = tuple(int(m) for m in args.rows.split(","))
     torch.manual_seed(0)
     if args.sweep:
-        start = time.perf_counter()
         jobs = [(m, *SHAPES[s], c) for s in names for m in rows for c in candidates(m, *SHAPES[s])]
-        errors = precompile(jobs, args.workers)
-        print(f"compiled {len(jobs)} sweep launches in {time.perf_counter() - start:.0f} s; "
-              f"{len(errors)} failed", flush=True)  # fmt: skip
-        for e in errors[:20]:
-            print("  ", e, flush=True)
+        precompile(_compile_one, jobs, args.workers)
     bw = copy_bandwidth()
-    result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(),
-        "versions": {
-            "sglrs": sglrs.__version__,
-            "torch": torch.__version__,
-            "triton": triton.__version__,
-            "python": platform.python_version(),
-        },
-        "command": " ".join(sys.argv),
-        "copy_bandwidth_tb_s": bw / 1e12,
-        "rows": [],
-    }
+    result: dict[str, Any] = run_header(triton=True)
+    result |= {"copy_bandwidth_tb_s": bw / 1e12, "rows": []}
     print(f"{result['device']}: copy bandwidth {bw / 1e12:.2f} TB/s", flush=True)
     from sglrs.layers.cuda_linear import cuda_linear
 

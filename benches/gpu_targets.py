@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import sys
@@ -38,6 +37,7 @@ from llama8b import (  # noqa: E402
     LLAMA_8B,
     copy_bandwidth,
     engine_arg,
+    run_header,
     write_model_dir,
 )
 
@@ -208,21 +208,13 @@ def main() -> None:
     p.add_argument("--hf-peer", action="store_true", help="also time HF transformers decode")
     p.add_argument("--out", default=str(RESULTS / "gpu_targets.json"))
     args = p.parse_args()
-    import sglrs
     from sglrs import Engine
 
     only = set(args.only.split(","))
     vocab = min(LLAMA_8B["vocab_size"], 49152)  # prompts stay inside the tokenizer's vocab
     model_dir = write_model_dir(Path(tempfile.mkdtemp()) / "llama-3.1-8b")
     bw = copy_bandwidth()
-    result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(),
-        "versions": {
-            "sglrs": sglrs.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "command": " ".join(sys.argv),
+    result: dict[str, Any] = run_header() | {
         "copy_bandwidth_tb_s": bw / 1e12,
         "targets": {},
     }

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import platform
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +87,32 @@ def copy_bandwidth() -> float:
     del x, y
     torch.cuda.empty_cache()
     return 2 * (2 << 30) / seconds
+
+
+def run_header(device: str | None = None, triton: bool = False) -> dict[str, Any]:
+    """What every GPU benchmark's JSON starts with: the device, the versions, the command."""
+    import sglrs
+
+    versions = {"sglrs": sglrs.__version__, "torch": torch.__version__}
+    if triton:
+        import triton as triton_module
+
+        versions["triton"] = triton_module.__version__
+    versions["python"] = platform.python_version()
+    return {
+        "device": device or torch.cuda.get_device_name(),
+        "versions": versions,
+        "command": " ".join(sys.argv),
+    }
+
+
+def precompile(compile_one: Callable[[Any], str], jobs: list[Any], workers: int) -> None:
+    """Compile a sweep's Triton configs in `workers` spawned processes (into the shared cache);
+    `compile_one` (a module-level function) returns "" or what failed, which is printed."""
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        errors = [e for e in pool.map(compile_one, jobs) if e]
+    print(f"compiled {len(jobs)} sweep configs in {time.perf_counter() - start:.0f} s; "
+          f"{len(errors)} failed", flush=True)  # fmt: skip
+    for e in errors[:20]:
+        print("  ", e, flush=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,7 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_targets import bench_decode, bench_offline  # noqa: E402
-from llama8b import DUMMY_ENGINE_ARGS, LLAMA_8B, engine_arg, write_model_dir  # noqa: E402
+from llama8b import (  # noqa: E402
+    DUMMY_ENGINE_ARGS,
+    LLAMA_8B,
+    engine_arg,
+    run_header,
+    write_model_dir,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -147,20 +152,12 @@ def main() -> None:
         p.error(f"--tp {max(tps)} needs {max(tps)} GPUs, found {torch.cuda.device_count()}")
     # Inherited by every rank process; sglrs sets them again before each NCCL init.
     os.environ.update({"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"})
-    import sglrs
 
     vocab = min(LLAMA_8B["vocab_size"], 49152)  # prompts stay inside any tokenizer's vocab
     model_dir = write_model_dir(Path(tempfile.mkdtemp()) / "llama-3.1-8b")
     runs = {tp: measure(model_dir, args, tp, vocab) for tp in tps}
     rel = ratios(runs)
-    result = {
-        "device": f"{max(tps)} x {torch.cuda.get_device_name()}",
-        "versions": {
-            "sglrs": sglrs.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "command": " ".join(sys.argv),
+    result = run_header(f"{max(tps)} x {torch.cuda.get_device_name()}") | {
         "targets": TARGETS,
         "runs": runs,
         "ratios": rel,
