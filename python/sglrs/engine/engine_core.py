@@ -96,8 +96,9 @@ def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
 
 
 def prompt_array(ids: list[int], vocab_size: int) -> np.ndarray:
-    """The prompt as the scheduler reads it in place: uint16 when the vocabulary fits (half
-    the bytes of every radix compare over it), else int32 (ids < vocab < 2^31)."""
+    """The prompt as the scheduler takes it: uint16 when the vocabulary fits (half the bytes
+    of the hand-off, widened to the scheduler's u32 storage in one vector pass), else int32
+    (ids < vocab < 2^31)."""
     dtype = np.uint16 if vocab_size <= 1 << 16 else np.int32
     try:
         return np.asarray(ids, dtype=dtype)
