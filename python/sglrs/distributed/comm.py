@@ -72,6 +72,7 @@ def enable_custom_all_reduce(dtype: torch.dtype, max_bytes: int | None = None) -
 
 
 def disable_custom_all_reduce() -> None:
+    """Back to NCCL for every all-reduce, dropping the one-shot path's buffer."""
     global _CUSTOM
     _CUSTOM = None
 

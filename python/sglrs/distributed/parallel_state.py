@@ -81,5 +81,8 @@ def destroy_tensor_parallel() -> None:
     if _TP is None:
         return
     _TP = None
+    from sglrs.distributed.comm import disable_custom_all_reduce  # comm imports this module
+
+    disable_custom_all_reduce()  # its symmetric buffer belongs to the group being destroyed
     if dist.is_initialized():
         dist.destroy_process_group()
