@@ -109,10 +109,16 @@ def prompt_array(ids: list[int], vocab_size: int) -> np.ndarray:
 
 def largest_prefill_step(args: ServerArgs, device: torch.device) -> int:
     """New tokens of the largest prefill step the scheduler will plan."""
+    chunk = chunked_prefill_size(args, device)
+    return args.max_prefill_tokens if chunk is None else min(chunk, args.max_prefill_tokens)
+
+
+def chunked_prefill_size(args: ServerArgs, device: torch.device) -> int | None:
+    """The scheduler's chunk size: the flag, else the device's default; None (<= 0) is off."""
     chunk = args.chunked_prefill_size
     if chunk is None:
         chunk = default_chunked_prefill_size(device)
-    return args.max_prefill_tokens if chunk <= 0 else min(chunk, args.max_prefill_tokens)
+    return chunk if chunk > 0 else None
 
 
 def default_chunked_prefill_size(device: torch.device) -> int:
@@ -159,15 +165,12 @@ class EngineCore:
         self.context_length = self.runner.context_length
         self.tokenizer = load_server_tokenizer(args)
         self.eos_token_ids = eos_token_ids(self.tokenizer, args.model_path)
-        chunk = args.chunked_prefill_size
-        if chunk is None:
-            chunk = default_chunked_prefill_size(self.device)
         self.scheduler = Scheduler(
             capacity_tokens=self.runner.max_total_tokens,
             page_size=args.page_size,
             max_running_requests=max_running,
             max_prefill_tokens=args.max_prefill_tokens,
-            chunked_prefill_size=chunk if chunk > 0 else None,
+            chunked_prefill_size=chunked_prefill_size(args, self.device),
             schedule_policy=args.schedule_policy,
             schedule_conservativeness=args.schedule_conservativeness,
             context_length=self.context_length,
