@@ -1,9 +1,9 @@
 """Launch-config sweep of the Triton decode and extend attention kernels (sglrs.kernels) on the
 offline GPU workload's shapes: Llama-3.1-8B heads (32 query, 8 KV, head dim 128), bf16.
 
-- decode: batch 512, 704 positions each (the KV read per step: 47 GB at full batch);
-  against the copy bandwidth (the hardware limit) and the previous default (64, 4 warps, 2
-  stages);
+- decode: batch 512, lengths uniform in [129, 1281) (the KV read per step: ~49 GB), longest
+  request first; against the copy bandwidth (the hardware limit) and the previous default
+  (1 split, 32 positions per tile, 4 warps, 2 stages);
 - extend: 12 requests x 700 new tokens (a prefill chunk), in TFLOP/s, against the previous
   default (64x64, 4 warps, 2 stages).
 
@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 HQ, HKV, D = 32, 8, 128
-PREVIOUS = {"decode": (1, 64, 4, 2), "extend": ((64, 64), 4, 2)}
+PREVIOUS = {"decode": (1, 32, 4, 2), "extend": ((64, 64), 4, 2)}
 
 
 def graph_ms(fn: Callable[[], None], reps: int = 20) -> float:
@@ -57,35 +57,51 @@ def kv(slots: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(2))  # type: ignore[return-value]
 
 
-def sweep_decode(batch: int = 512, length: int = 704) -> list[dict[str, Any]]:
-    from sglrs.kernels.decode_attention import DecodeWorkspace, _decode_stage1, _decode_stage2
+def sweep_decode(batch: int = 512) -> list[dict[str, Any]]:
+    """Lengths uniform in [129, 1281) (the offline workload's mid-run mix), each request's
+    slots contiguous (a fresh pool), programs longest request first (as the backend runs)."""
+    from sglrs.kernels.decode_attention import (
+        DecodeWorkspace,
+        _decode_stage1,
+        _decode_stage2,
+        longest_first,
+    )
 
-    slots = batch * length
+    g = torch.Generator().manual_seed(0)
+    lens = torch.randint(129, 1281, (batch,), generator=g)
+    slots = int(lens.sum())
     k, v = kv(slots)
-    table = torch.arange(slots, device="cuda", dtype=torch.int32).view(batch, length)
+    table = torch.zeros(batch, int(lens.max()), dtype=torch.int32)
+    starts = torch.cumsum(lens, 0) - lens
+    for i in range(batch):
+        table[i, : lens[i]] = torch.arange(int(starts[i]), int(starts[i] + lens[i]))
+    table = table.cuda()
     rows = torch.arange(batch, device="cuda")
-    seq = torch.full((batch,), length, device="cuda")
+    seq = lens.cuda()
+    order = longest_first(seq)
     q = torch.randn(batch, HQ, D, device="cuda", dtype=torch.bfloat16)
     out = torch.empty_like(q)
     ws = DecodeWorkspace(batch, HQ, D, 16, torch.device("cuda"))
     nbytes = 2 * k.numel() * k.element_size()
     rows_out = []
-    for splits, block_n, warps, stages in itertools.product((1, 2), (32, 64, 128), (4, 8), (2, 3)):
+    for splits, block_n, warps, stages in itertools.product((1, 2), (32, 64), (4, 8), (2, 3, 4)):
         mid_o, mid_lse = ws.mid_o[: batch * HQ * splits * D], ws.mid_lse[: batch * HQ * splits]
 
         def run(splits=splits, block_n=block_n, warps=warps, stages=stages, mid_o=mid_o,
                 mid_lse=mid_lse) -> None:  # fmt: skip
             _decode_stage1[(batch, HKV, splits)](
-                q, k, v, table, rows, seq, mid_o, mid_lse, D**-0.5, q.stride(0), q.stride(1),
-                k.stride(0), k.stride(1), v.stride(0), v.stride(1), table.stride(0), 0,
+                q, k, v, table, rows, seq, order, mid_o, mid_lse, out, D**-0.5, q.stride(0),
+                q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                table.stride(0), out.stride(0), out.stride(1), 0,
                 GROUP=HQ // HKV, HEAD_DIM=D, NUM_SPLITS=splits, BLOCK_H=16, BLOCK_N=block_n,
                 BLOCK_D=D, DOT_PRECISION="tf32", num_warps=warps, num_stages=stages,
             )  # fmt: skip
-            _decode_stage2[(batch, HQ)](
-                mid_o, mid_lse, out, out.stride(0), out.stride(1), HEAD_DIM=D,
-                NUM_SPLITS=splits, BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=D,
-                num_warps=4,
-            )  # fmt: skip
+            if splits > 1:
+                _decode_stage2[(batch, HQ)](
+                    mid_o, mid_lse, out, out.stride(0), out.stride(1), HEAD_DIM=D,
+                    NUM_SPLITS=splits, BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=D,
+                    num_warps=4,
+                )  # fmt: skip
 
         ms = graph_ms(run)
         config = (splits, block_n, warps, stages)

@@ -62,7 +62,9 @@ class ServerArgs:
 
     # Memory and scheduling.
     mem_fraction_static: float | None = _f(
-        None, "GPU: fraction of GPU memory for weights + KV pool (default: auto)."
+        None,
+        "GPU: fraction of GPU memory for weights + KV pool (default: 0.88 for one rank on a "
+        "GPU with >= 60 GB, else 0.85).",
     )
     max_total_tokens: int | None = _f(
         None, "KV pool capacity in tokens (default: from the memory budget)."
@@ -82,6 +84,16 @@ class ServerArgs:
     disable_radix_cache: bool = _f(False, "Turn off prefix sharing (RadixAttention).")
     enable_mixed_chunk: bool = _f(False, "Run prefill chunks and decodes in one batch.")
     attention_backend: str = _f("auto", "Attention kernels.", choices=ATTENTION_BACKENDS)
+    prefill_attention_backend: str | None = _f(
+        None,
+        "Attention kernels of prefill steps (default: --attention-backend).",
+        choices=ATTENTION_BACKENDS,
+    )
+    decode_attention_backend: str | None = _f(
+        None,
+        "Attention kernels of decode steps (default: --attention-backend).",
+        choices=ATTENTION_BACKENDS,
+    )
     grammar_backend: str = _f(
         "sglrs",
         "Constrained decoding backend; 'none' rejects regex/json requests.",

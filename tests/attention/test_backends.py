@@ -1,5 +1,5 @@
-"""Attention backends (torch_native; triton, interpreted without a GPU) against a direct
-per-query softmax over each request's KV, and the registry."""
+"""Attention backends (torch_native; triton, interpreted without a GPU; a prefill/decode
+hybrid of two) against a direct per-query softmax over each request's KV, and the registry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import pytest
 import torch
 from step_plans import PlanBuilder
 
-from sglrs.attention import ATTENTION_BACKENDS, AttentionBackend, create_attention_backend
+from sglrs.attention import (
+    ATTENTION_BACKENDS,
+    AttentionBackend,
+    create_attention_backend,
+    create_attention_backends,
+)
 from sglrs.kv_cache import KVPool
 from sglrs.model_loader import ModelConfig
 from sglrs.runner.forward_batch import ForwardBatch
@@ -52,12 +57,13 @@ def reference(q, keys, values, positions, window):
 
 
 CUDA = torch.cuda.is_available()
+# "a+b": prefill steps on backend a, decode steps on b (a hybrid over one pool).
 CASES = [("torch_native", "cpu", torch.float32, D)]
 if not CUDA:  # CPU tensors reach Triton kernels only through the interpreter
-    CASES += [("triton", "cpu", torch.float32, D)]
+    CASES += [(name, "cpu", torch.float32, D) for name in ("triton", "torch_native+triton")]
 else:  # bf16 on the GPU, head_dim 128 (FlashInfer's sizes)
     CASES += [(name, "cuda", torch.bfloat16, 128) for name in ("torch_native", "triton")]
-    CASES += [("flashinfer", "cuda", torch.bfloat16, 128)]
+    CASES += [(name, "cuda", torch.bfloat16, 128) for name in ("flashinfer", "flashinfer+triton")]
 
 
 @pytest.mark.parametrize("backend_name,device,dtype,d", CASES)
@@ -66,12 +72,15 @@ def test_extend_mixed_and_decode_match_reference(window, backend_name, device, d
     """Without a GPU the triton backend runs interpreted (tests/conftest.py). Steps cover
     prefill without a prefix, decode, mixed, and a prefill where one request has a cached
     prefix and another none."""
-    if backend_name not in ATTENTION_BACKENDS:
-        pytest.skip(f"{backend_name} is not installed")
+    prefill, _, decode = backend_name.partition("+")
+    decode = decode or prefill
+    for name in (prefill, decode):
+        if name not in ATTENTION_BACKENDS:
+            pytest.skip(f"{name} is not installed")
     torch.manual_seed(0)
     cfg = config(window, d)
     pool = KVPool(2, HKV, d, capacity=64, page_size=1, dtype=dtype, device=device)
-    backend = create_attention_backend(backend_name, cfg, pool, device)
+    backend = create_attention_backends(prefill, decode, cfg, pool, device)
     table = torch.zeros((4, 64), dtype=torch.int32, device=device)
     b = PlanBuilder(capacity=64)
     keys = {r: torch.empty(0, HKV, d, dtype=dtype) for r in (1, 2, 3)}

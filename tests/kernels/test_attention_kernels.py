@@ -49,7 +49,8 @@ def ref_attention(q, k, v, q_pos, scale, window=None):
         ([1], 2, 1, 16, 1, None),
     ],
 )
-def test_decode_attention(lens, hq, hkv, d, splits, window, dtype):
+@pytest.mark.parametrize("longest_first", [False, True])
+def test_decode_attention(lens, hq, hkv, d, splits, window, dtype, longest_first):
     kern = load_kernel("decode_attention")
     k_buf, v_buf, table, rows = paged_case(lens, hq, hkv, d, dtype, seed=len(lens) * 7 + d)
     q = torch.randn(len(lens), hq, d).to(dtype)
@@ -59,6 +60,7 @@ def test_decode_attention(lens, hq, hkv, d, splits, window, dtype):
     kern.decode_attention(
         q.to(DEVICE), k_buf.to(DEVICE), v_buf.to(DEVICE), out, table.to(DEVICE),
         rows.to(DEVICE), torch.tensor(lens, device=DEVICE), scale, splits, ws, window,
+        kern.longest_first(torch.tensor(lens, device=DEVICE)) if longest_first else None,
     )  # fmt: skip
     for i, n in enumerate(lens):
         slots = table[rows[i], :n].long()

@@ -56,3 +56,18 @@ def test_capacity_from_budgets():
         kv_token_capacity(CFG, torch.float32, 16, KVBudget(max_total_tokens=8), "cpu")
     with pytest.raises(ValueError, match="GPU"):
         kv_token_capacity(CFG, torch.float32, 1, KVBudget(mem_fraction_static=0.5), "cpu")
+
+
+@pytest.mark.parametrize(
+    "gib,tp,want", [(80, 1, 0.88), (141, 1, 0.88), (80, 2, 0.85), (24, 1, 0.85)]
+)
+def test_default_mem_fraction_static(monkeypatch, gib, tp, want):
+    """One rank on a >= 60 GB GPU keeps SGLang's 0.88; smaller GPUs and TP ranks 0.85."""
+    from types import SimpleNamespace
+
+    from sglrs.kv_cache import sizing
+
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=gib * 2**30)
+    )
+    assert sizing.default_mem_fraction_static(torch.device("cuda", 0), tp) == want

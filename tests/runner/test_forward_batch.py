@@ -74,3 +74,24 @@ def test_sequence_beyond_context_length():
     b.add(1)
     with pytest.raises(ValueError, match="context_length"):
         ForwardBatch.from_plan(b.step({1: list(range(70))}), table(), "cpu")
+
+
+def test_staged_arrays_start_16_byte_aligned_and_decode_block_matches():
+    """Triton specializes on pointer alignment: every staged view starts 16-byte aligned
+    whatever the batch's parity, and a decode step's five per-request arrays still form one
+    [5, B] block for the CUDA-graph copy."""
+    b = PlanBuilder()
+    t = table()
+    for rid in (1, 2, 3):
+        b.add(rid)
+    fb = ForwardBatch.from_plan(b.step({1: [5, 6, 7], 2: [8], 3: [4, 4]}), t, "cpu")
+    for view in (fb.input_ids, fb.positions, fb.out_cache_loc, fb.seq_lens, fb.qo_indptr):
+        assert view.data_ptr() % 16 == 0
+    fb = ForwardBatch.from_plan(b.step({1: [1], 2: [2], 3: [3]}), t, "cpu")
+    block = fb.decode_block
+    assert block is not None and block.shape == (5, 3)
+    assert block[0].tolist() == fb.input_ids.tolist() == [1, 2, 3]
+    assert block[1].tolist() == fb.positions.tolist()
+    assert block[2].tolist() == fb.out_cache_loc.tolist()
+    assert block[3].tolist() == fb.req_pool_indices.tolist()
+    assert block[4].tolist() == fb.seq_lens.tolist()

@@ -38,6 +38,20 @@ def create_attention_backend(
     return ATTENTION_BACKENDS[name](config, kv_pool, torch.device(device))
 
 
+def create_attention_backends(
+    prefill: str, decode: str, config: ModelConfig, kv_pool: KVPool, device: torch.device | str
+) -> AttentionBackend:
+    """One backend, or a hybrid when prefill and decode steps name different ones."""
+    if prefill == decode:
+        return create_attention_backend(decode, config, kv_pool, device)
+    from sglrs.attention.hybrid import HybridBackend
+
+    return HybridBackend(
+        create_attention_backend(prefill, config, kv_pool, device),
+        create_attention_backend(decode, config, kv_pool, device),
+    )
+
+
 def resolve_attention_backend(name: str, device: torch.device | str) -> str:
     """`auto`: the fastest measured on the device (benches/results/gpu_targets.json): triton on
     CUDA (its decode needs no per-step host planning), torch_native on CPU."""

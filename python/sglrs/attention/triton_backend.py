@@ -2,8 +2,9 @@
 over the cached prefix plus the new tokens.
 
 Both kernels read K/V through the request-to-token table, so the only per-step metadata is
-the decode split count (fixed per batch size, which keeps decode CUDA-graph safe) and the
-longest new-token run of a prefill.
+the decode split count (fixed per batch size, which keeps decode CUDA-graph safe), the
+decode order (longest request first, computed on the device) and the longest new-token run
+of a prefill.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import torch
 
 from sglrs.attention import register_attention_backend
 from sglrs.attention.base import AttentionBackend
-from sglrs.kernels.decode_attention import DecodeWorkspace, decode_attention, num_decode_splits
+from sglrs.kernels.decode_attention import (
+    DecodeWorkspace,
+    decode_attention,
+    longest_first,
+    num_decode_splits,
+)
 from sglrs.kernels.extend_attention import extend_attention
 from sglrs.runner.forward_batch import ForwardBatch
 
@@ -23,6 +29,9 @@ if TYPE_CHECKING:
     from sglrs.model_loader.config import ModelConfig
 
 MAX_SPLITS = 16
+# Decode programs take requests longest first from this many program waves (8 KV heads:
+# batches of 66+ on an H100).
+LONGEST_FIRST_MIN_WAVES = 4
 
 
 @register_attention_backend("triton")
@@ -37,30 +46,50 @@ class TritonBackend(AttentionBackend):
             if self.device.type == "cuda"
             else 8
         )
-        self._workspace: DecodeWorkspace | None = None
+        # Eager steps and CUDA graphs keep separate scratch: a graph replays into the buffers
+        # it was captured with, so an eager batch larger than any graph must not replace them.
+        self._eager_ws: DecodeWorkspace | None = None
+        self._graph_ws: DecodeWorkspace | None = None
+        self._graph_order: torch.Tensor | None = None
+        self._graph_identity: torch.Tensor | None = None
+        self._ws: DecodeWorkspace | None = None
+        self._order: torch.Tensor | None = None
         self._num_splits = 1
         self._max_extend = 0
         self._prefix_lens: torch.Tensor | None = None
 
-    def _ensure_workspace(self, batch_size: int) -> DecodeWorkspace:
-        ws = self._workspace
+    def _workspace(self, batch_size: int) -> DecodeWorkspace:
+        ws = self._eager_ws
         if ws is None or ws.max_batch < batch_size:
             ws = DecodeWorkspace(
                 max(batch_size, 1), self.config.num_heads, self.config.head_dim, MAX_SPLITS,
                 self.device,
             )  # fmt: skip
-            self._workspace = ws
+            self._eager_ws = ws
         return ws
+
+    def _decode_metadata(
+        self, fb: ForwardBatch, ws: DecodeWorkspace, order_buf: torch.Tensor | None
+    ) -> None:
+        self._ws = ws
+        hkv = self.config.num_kv_heads
+        self._num_splits = num_decode_splits(fb.batch_size, hkv, self.num_sms)
+        # Order matters only when the programs take several waves; a small batch (batch-1
+        # latency) skips the sort's kernels.
+        if fb.batch_size * hkv * self._num_splits >= LONGEST_FIRST_MIN_WAVES * self.num_sms:
+            self._order = longest_first(fb.seq_lens, order_buf)
+        elif order_buf is not None:
+            assert self._graph_identity is not None
+            self._order = self._graph_identity[: fb.batch_size]
+        else:
+            self._order = None
 
     def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
         fb = forward_batch
         if fb.batch_size == 0:
             return
         if fb.mode.is_decode:
-            self._ensure_workspace(fb.batch_size)
-            self._num_splits = num_decode_splits(
-                fb.batch_size, self.config.num_kv_heads, self.num_sms
-            )
+            self._decode_metadata(fb, self._workspace(fb.batch_size), None)
             return
         self._max_extend = int(fb.extend_lens_cpu.max())
         self._prefix_lens = fb.seq_lens - torch.diff(fb.qo_indptr)
@@ -78,10 +107,10 @@ class TritonBackend(AttentionBackend):
         q = q.to(self.kv_pool.dtype)
         k_buf, v_buf = self.kv_pool.k_buffer(layer_id), self.kv_pool.v_buffer(layer_id)
         if fb.mode.is_decode:
-            assert self._workspace is not None
+            assert self._ws is not None
             return decode_attention(
                 q, k_buf, v_buf, out, fb.req_to_token, fb.req_pool_indices, fb.seq_lens,
-                self.scale, self._num_splits, self._workspace, self.sliding_window,
+                self.scale, self._num_splits, self._ws, self.sliding_window, self._order,
             )  # fmt: skip
         assert self._prefix_lens is not None
         return extend_attention(
@@ -92,10 +121,16 @@ class TritonBackend(AttentionBackend):
     # ---- CUDA graphs (decode) ----------------------------------------------------------
 
     def init_cuda_graph_state(self, max_batch_size: int, max_context_len: int) -> None:
-        self._ensure_workspace(max_batch_size)
+        self._graph_ws = DecodeWorkspace(
+            max(max_batch_size, 1), self.config.num_heads, self.config.head_dim, MAX_SPLITS,
+            self.device,
+        )  # fmt: skip
+        self._graph_order = torch.zeros(max_batch_size, dtype=torch.int64, device=self.device)
+        self._graph_identity = torch.arange(max_batch_size, device=self.device)
 
     def init_forward_metadata_capture(self, forward_batch: ForwardBatch) -> None:
-        self.init_forward_metadata(forward_batch)
+        self.init_forward_metadata_replay(forward_batch)
 
     def init_forward_metadata_replay(self, forward_batch: ForwardBatch) -> None:
-        self.init_forward_metadata(forward_batch)
+        assert self._graph_ws is not None, "init_cuda_graph_state first"
+        self._decode_metadata(forward_batch, self._graph_ws, self._graph_order)

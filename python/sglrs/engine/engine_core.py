@@ -72,7 +72,14 @@ def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
     from sglrs.runner.model_runner import ModelRunner
 
     assert args.model_path is not None
-    backend = resolve_attention_backend(args.attention_backend, device)
+    # Decode steps take --decode-attention-backend, prefill steps --prefill-attention-backend,
+    # each defaulting to --attention-backend.
+    backend = resolve_attention_backend(
+        args.decode_attention_backend or args.attention_backend, device
+    )
+    prefill_backend = resolve_attention_backend(
+        args.prefill_attention_backend or args.attention_backend, device
+    )
     runner = ModelRunner(
         load_model_config(args.model_path),
         LoadConfig(model_path=args.model_path, load_format=args.load_format),
@@ -83,6 +90,7 @@ def build_model_runner(args: ServerArgs, device: torch.device) -> Any:
             mem_fraction_static=args.mem_fraction_static,
         ),
         attention_backend=backend,
+        prefill_attention_backend=prefill_backend,
         max_running_requests=max_running_requests(args, device),
         context_length=args.context_length,
         page_size=args.page_size,

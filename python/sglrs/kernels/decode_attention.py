@@ -1,9 +1,12 @@
 """Paged decode attention with split-K (flash-decoding) over the request-to-token table.
 
 Stage 1: one program per (request, KV head, split) walks its share of the request's KV
-slots, with all query heads of that KV head as one tile (GQA reads each K/V once). Stage 2
-merges the splits by their log-sum-exp. The split count depends only on the batch size, so
-a CUDA graph captured for a batch size stays valid for any sequence lengths.
+slots, with all query heads of that KV head as one tile (GQA reads each K/V once). Programs
+take requests in the order `order` gives (longest first: the long ones start in the first
+wave instead of running alone at the end). Stage 2 merges the splits by their log-sum-exp
+(with one split, stage 1 writes the output itself).
+The split count depends only on the batch size, so a CUDA graph captured for a batch size
+stays valid for any sequence lengths.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ def _decode_stage1(
     req_to_token_ptr,
     req_pool_ptr,
     seq_lens_ptr,
+    order_ptr,
     mid_o_ptr,
     mid_lse_ptr,
+    out_ptr,
     sm_scale,
     q_stride_b,
     q_stride_h,
@@ -33,6 +38,8 @@ def _decode_stage1(
     v_stride_s,
     v_stride_h,
     table_stride,
+    out_stride_b,
+    out_stride_h,
     window,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -42,7 +49,7 @@ def _decode_stage1(
     BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    b = tl.program_id(0).to(tl.int64)
+    b = tl.load(order_ptr + tl.program_id(0)).to(tl.int64)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(seq_lens_ptr + b).to(tl.int32)
@@ -81,6 +88,13 @@ def _decode_stage1(
 
     nonempty = l_sum > 0
     o = acc / tl.where(nonempty, l_sum, 1.0)[:, None]
+    if NUM_SPLITS == 1:  # nothing to merge: the final output, no stage 2
+        tl.store(
+            out_ptr + b * out_stride_b + heads[:, None] * out_stride_h + offs_d[None, :],
+            o.to(out_ptr.dtype.element_ty),
+            mask=mask_h[:, None] & mask_d[None, :],
+        )
+        return
     lse = tl.where(nonempty, m + tl.log(tl.where(nonempty, l_sum, 1.0)), float("-inf"))
     # mid_o: [B, Hq, NUM_SPLITS, HEAD_DIM], mid_lse: [B, Hq, NUM_SPLITS], both contiguous.
     hq = tl.num_programs(1) * GROUP
@@ -129,16 +143,26 @@ def _decode_stage2(
     )
 
 
-# KV positions per tile. On the H100 (batch 512 x 704 positions, 8 KV heads of 128, bf16) 32
-# reads the KV at 2.86 TB/s against 2.66 for 64, the best of 24 launch configs
+# KV positions per tile, warps, pipeline stages. On the H100 (batch 512, lengths uniform in
+# [129, 1281), 8 KV heads of 128, bf16, longest request first) 64/4/4 reads the KV at 2.91
+# TB/s against 2.69 for 32/4/2 and a copy bandwidth of 3.02, the best of 48 launch configs
 # (benches/attention_sweep_h100.py, results in benches/results/attention_sweep_h100.json).
-DECODE_BLOCK_N = 32
+DECODE_BLOCK_N, DECODE_WARPS, DECODE_STAGES = 64, 4, 4
 
 
 def num_decode_splits(batch_size: int, num_kv_heads: int, num_sms: int = 132) -> int:
     """Enough programs to fill the GPU about twice, at most 16 splits per request."""
     want = triton.cdiv(2 * num_sms, max(batch_size * num_kv_heads, 1))
     return int(min(16, max(1, triton.next_power_of_2(want))))
+
+
+def longest_first(seq_lens: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch's rows by descending length, on the device (no host sync; `out` keeps a
+    CUDA graph's buffer)."""
+    order = torch.argsort(seq_lens, descending=True)
+    if out is None:
+        return order
+    return out[: order.numel()].copy_(order)
 
 
 class DecodeWorkspace:
@@ -169,9 +193,12 @@ def decode_attention(
     num_splits: int,
     workspace: DecodeWorkspace,
     window: int | None = None,
+    order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One query token per request. `q`/`out` `[B, Hq, D]`; `k_buf`/`v_buf` `[slots, Hkv, D]`;
-    request `b` attends to slots `req_to_token[req_pool_indices[b], :seq_lens[b]]`."""
+    request `b` attends to slots `req_to_token[req_pool_indices[b], :seq_lens[b]]`. `order`:
+    a permutation of `0..B-1`, the order programs take the requests in (default: as given;
+    `longest_first(seq_lens)` balances mixed lengths)."""
     b, hq, d = q.shape
     hkv = k_buf.shape[1]
     if b == 0:
@@ -182,15 +209,20 @@ def decode_attention(
     mid_o = workspace.mid_o[: b * hq * num_splits * d]
     mid_lse = workspace.mid_lse[: b * hq * num_splits]
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    if order is None:
+        order = torch.arange(b, device=q.device)
     _decode_stage1[(b, hkv, num_splits)](
-        q, k_buf, v_buf, req_to_token, req_pool_indices, seq_lens, mid_o, mid_lse, sm_scale,
+        q, k_buf, v_buf, req_to_token, req_pool_indices, seq_lens, order, mid_o, mid_lse, out,
+        sm_scale,
         q.stride(0), q.stride(1), k_buf.stride(0), k_buf.stride(1), v_buf.stride(0),
-        v_buf.stride(1), req_to_token.stride(0), window or 0,
+        v_buf.stride(1), req_to_token.stride(0), out.stride(0), out.stride(1), window or 0,
         GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits,
         BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=DECODE_BLOCK_N,
-        BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision, num_warps=4,
-        num_stages=2,
+        BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision,
+        num_warps=DECODE_WARPS, num_stages=DECODE_STAGES,
     )  # fmt: skip
+    if num_splits == 1:
+        return out
     _decode_stage2[(b, hq)](
         mid_o, mid_lse, out, out.stride(0), out.stride(1),
         HEAD_DIM=d, NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits),

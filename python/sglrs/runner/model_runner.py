@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sglrs.attention import create_attention_backend
+from sglrs.attention import create_attention_backends
 from sglrs.distributed import all_reduce_min_int, enable_custom_all_reduce, get_tp_size
 from sglrs.kv_cache import KVBudget, KVPool, kv_token_capacity
+from sglrs.kv_cache.sizing import LARGE_GPU_BYTES  # the serving class: H100/H200
 from sglrs.layers.packed_linear import prepack_model
 from sglrs.model_loader import LoadConfig, ModelConfig, load_model, resolve_dtype
 from sglrs.model_loader.sharding import rank_attention_config
@@ -27,10 +28,7 @@ from sglrs.runner.forward_batch import (
     StagingBuffer,
     apply_table_writes,
 )
-from sglrs.runner.warmup import warmup_plan
-
-# GPUs with this much memory are the serving class (H100/H200) that run big decode batches.
-LARGE_GPU_BYTES = 60 * 2**30
+from sglrs.runner.warmup import ODD_WARMUP_STEPS, WARMUP_REQUEST_TOKENS, warmup_plan
 
 
 def large_gpu(device: torch.device) -> bool:
@@ -65,6 +63,7 @@ class ModelRunner:
         dtype: str | torch.dtype = "auto",
         kv_budget: KVBudget | None = None,
         attention_backend: str = "torch_native",
+        prefill_attention_backend: str | None = None,
         *,
         max_running_requests: int = 256,
         context_length: int | None = None,
@@ -115,8 +114,12 @@ class ModelRunner:
         )
         self.req_to_token[self.padding_row] = self.kv_pool.padding_slot
         self.staging = StagingBuffer(self.device)
-        self.attn_backend = create_attention_backend(
-            attention_backend, rank_config, self.kv_pool, self.device
+        self.attn_backend = create_attention_backends(
+            prefill_attention_backend or attention_backend,
+            attention_backend,
+            rank_config,
+            self.kv_pool,
+            self.device,
         )
         if self.device.type == "cuda" and get_tp_size() > 1 and not disable_custom_all_reduce:
             enable_custom_all_reduce(self.dtype)  # before capture: graphs record its kernel
@@ -139,19 +142,22 @@ class ModelRunner:
                 ) from None
 
     def warm_up(self, num_tokens: int) -> None:
-        """Run one prefill of `num_tokens` new tokens and wait for it (CUDA; every TP rank at
-        once, its all-reduces pair up). See runner/warmup.py."""
-        plan = warmup_plan(
-            num_tokens,
-            self.context_length,
-            self.padding_row,
-            self.max_total_tokens,
-            self.config.vocab_size,
-        )
-        if plan is not None:
-            self.forward(plan)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+        """Run one prefill of `num_tokens` new tokens, then the small odd-shaped ones, and
+        wait for them (CUDA; every TP rank at once, its all-reduces pair up). See
+        runner/warmup.py."""
+        for total, per_request in ((num_tokens, WARMUP_REQUEST_TOKENS), *ODD_WARMUP_STEPS):
+            plan = warmup_plan(
+                total,
+                self.context_length,
+                self.padding_row,
+                self.max_total_tokens,
+                self.config.vocab_size,
+                per_request,
+            )
+            if plan is not None:
+                self.forward(plan)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     @property
     def max_total_tokens(self) -> int:
