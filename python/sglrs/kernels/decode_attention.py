@@ -143,11 +143,14 @@ def _decode_stage2(
     )
 
 
-# KV positions per tile, warps, pipeline stages. On the H100 (batch 512, lengths uniform in
-# [129, 1281), 8 KV heads of 128, bf16, longest request first) 64/4/4 reads the KV at 2.91
-# TB/s against 2.69 for 32/4/2 and a copy bandwidth of 3.02, the best of 48 launch configs
-# (benches/attention_sweep_h100.py, results in benches/results/attention_sweep_h100.json).
-DECODE_BLOCK_N, DECODE_WARPS, DECODE_STAGES = 64, 4, 4
+# (KV positions per tile, warps, pipeline stages) by split count. Large batches run one split:
+# on the H100 (batch 512, lengths uniform in [129, 1281), 8 KV heads of 128, bf16, longest
+# request first) 64/4/4 reads the KV at 2.91 TB/s against 2.69 for 32/4/2 and a copy
+# bandwidth of 3.02, the best of 48 launch configs (benches/attention_sweep_h100.py, results
+# in benches/results/attention_sweep_h100.json). Small batches split each request into
+# short runs that fit one 32-position tile, where deeper pipelines only add latency.
+DECODE_TILE_ONE_SPLIT = (64, 4, 4)
+DECODE_TILE_SPLIT = (32, 4, 2)
 
 
 def num_decode_splits(batch_size: int, num_kv_heads: int, num_sms: int = 132) -> int:
@@ -211,15 +214,16 @@ def decode_attention(
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     if order is None:
         order = torch.arange(b, device=q.device)
+    block_n, warps, stages = DECODE_TILE_ONE_SPLIT if num_splits == 1 else DECODE_TILE_SPLIT
     _decode_stage1[(b, hkv, num_splits)](
         q, k_buf, v_buf, req_to_token, req_pool_indices, seq_lens, order, mid_o, mid_lse, out,
         sm_scale,
         q.stride(0), q.stride(1), k_buf.stride(0), k_buf.stride(1), v_buf.stride(0),
         v_buf.stride(1), req_to_token.stride(0), out.stride(0), out.stride(1), window or 0,
         GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits,
-        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=DECODE_BLOCK_N,
+        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision,
-        num_warps=DECODE_WARPS, num_stages=DECODE_STAGES,
+        num_warps=warps, num_stages=stages,
     )  # fmt: skip
     if num_splits == 1:
         return out
