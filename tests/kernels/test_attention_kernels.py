@@ -76,6 +76,8 @@ def test_decode_attention(lens, hq, hkv, d, splits, window, dtype, longest_first
         ([0, 3, 0], [5, 40, 1], 4, 2, 16, None),
         ([70, 0], [33, 65], 2, 2, 32, None),
         ([10, 50], [45, 20], 4, 1, 16, 19),
+        ([7, 0, 40], [70, 129, 33], 6, 2, 16, None),  # several key tiles and blocks
+        ([90, 0], [100, 75], 6, 2, 16, 40),
     ],
 )
 def test_extend_attention(prefix, extend, hq, hkv, d, window, dtype):
@@ -86,10 +88,13 @@ def test_extend_attention(prefix, extend, hq, hkv, d, window, dtype):
     q = torch.randn(t, hq, d).to(dtype)
     qo = torch.tensor([0] + list(torch.tensor(extend).cumsum(0)))
     out = torch.full((t, hq, d), float("nan"), dtype=dtype, device=DEVICE)
+    rest = (table.to(DEVICE), rows.to(DEVICE), torch.tensor(prefix, device=DEVICE),
+            qo.to(DEVICE), max(extend), 1 / math.sqrt(d), window)  # fmt: skip
+    # The new tokens' K/V as the step hands them over: contiguous, in qo_indptr order.
+    new = torch.cat([table[rows[i], prefix[i] : lens[i]].long() for i in range(len(lens))])
     kern.extend_attention(
-        q.to(DEVICE), k_buf.to(DEVICE), v_buf.to(DEVICE), out, table.to(DEVICE),
-        rows.to(DEVICE), torch.tensor(prefix, device=DEVICE), qo.to(DEVICE), max(extend),
-        1 / math.sqrt(d), window,
+        q.to(DEVICE), k_buf[new].to(DEVICE), v_buf[new].to(DEVICE), k_buf.to(DEVICE),
+        v_buf.to(DEVICE), out, *rest,
     )  # fmt: skip
     for i in range(len(lens)):
         slots = table[rows[i], : lens[i]].long()

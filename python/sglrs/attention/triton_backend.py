@@ -1,7 +1,8 @@
 """Attention on our own Triton kernels (`sglrs.kernels`): split-K paged decode and prefill
 over the cached prefix plus the new tokens.
 
-Both kernels read K/V through the request-to-token table, so the only per-step metadata is
+Both kernels read cached K/V through the request-to-token table (prefill reads the step's
+new K/V from its own tensors), so the only per-step metadata is
 the decode split count (fixed per batch size, which keeps decode CUDA-graph safe), the
 decode order (longest request first, computed on the device) and the longest new-token run
 of a prefill.
@@ -114,8 +115,9 @@ class TritonBackend(AttentionBackend):
             )  # fmt: skip
         assert self._prefix_lens is not None
         return extend_attention(
-            q, k_buf, v_buf, out, fb.req_to_token, fb.req_pool_indices, self._prefix_lens,
-            fb.qo_indptr, self._max_extend, self.scale, self.sliding_window,
+            q, k.to(k_buf.dtype), v.to(v_buf.dtype), k_buf, v_buf, out, fb.req_to_token,
+            fb.req_pool_indices, self._prefix_lens, fb.qo_indptr, self._max_extend, self.scale,
+            self.sliding_window,
         )  # fmt: skip
 
     # ---- CUDA graphs (decode) ----------------------------------------------------------
