@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg())  # this shared VM's timings follow its load
     gguf = str(default_model_path())
     tokenizer = load_tokenizer(gguf)
     workloads = {
@@ -104,6 +105,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"{torch.get_num_threads()} torch threads, {torch.backends.cpu.get_cpu_capability()}",
         "torch": torch.__version__,
+        "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),
         "command": "python benches/cpu_engine.py --runs "
         + str(args.runs)

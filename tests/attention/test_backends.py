@@ -121,3 +121,30 @@ def test_registry():
         backend.init_cuda_graph_state(8, 64)
     with pytest.raises(ValueError, match="unknown attention backend 'nope'; available: "):
         create_attention_backend("nope", config(), pool, "cpu")
+
+
+@pytest.mark.parametrize("lens,padded", [((5, 7, 6, 7), True), ((2, 9), False), ((4,), False)])
+def test_cpu_prefill_of_similar_lengths_runs_as_one_padded_call(monkeypatch, lens, padded):
+    """torch_native on the CPU: a prefill of requests without cached prefixes and of similar
+    lengths is one right-padded causal SDPA call, equal to the per-request calls."""
+    from sglrs.attention import torch_native
+
+    torch.manual_seed(1)
+    cfg = config(None, 16)
+    outs = []
+    for pad_max_work in (torch_native.PAD_MAX_WORK, 0.0):  # 0: never pad
+        monkeypatch.setattr(torch_native, "PAD_MAX_WORK", pad_max_work)
+        pool = KVPool(2, HKV, 16, capacity=64, page_size=1, dtype=torch.float32, device="cpu")
+        backend = create_attention_backend("torch_native", cfg, pool, "cpu")
+        b = PlanBuilder(capacity=64)
+        for r in range(len(lens)):
+            b.add(r)
+        plan = b.step({r: [0] * n for r, n in enumerate(lens)})
+        fb = ForwardBatch.from_plan(plan, torch.zeros((4, 64), dtype=torch.int32), "cpu")
+        fb.attn_backend = backend
+        backend.init_forward_metadata(fb)
+        assert (backend._padded_rows is not None) == (padded and pad_max_work > 0)
+        g = torch.Generator().manual_seed(2)
+        q, k, v = (torch.randn(sum(lens), h, 16, generator=g) for h in (HQ, HKV, HKV))
+        outs.append(backend.forward(q, k, v, 1, fb))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=1e-5)

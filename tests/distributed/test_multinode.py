@@ -41,6 +41,7 @@ def _launch(node_rank: int, addr: str, port: int, log: Path) -> subprocess.Popen
     cmd += ["--tp-size", "2", "--nnodes", "2", "--node-rank", str(node_rank)]
     cmd += ["--dist-init-addr", addr, "--port", str(port), "--max-total-tokens", "2048"]
     cmd += ["--chunked-prefill-size", CHUNK, "--log-level", "warning", "--random-seed", "0"]
+    cmd += ["--dtype", "float32"]  # exact match with tp 1: `auto` is bf16 on AMX CPUs
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
@@ -118,6 +119,7 @@ def tp1_outputs(two_nodes):
     """Runs while the two nodes start up."""
     with Engine(
         model_path=str(tiny_llama_dir()),
+        dtype="float32",
         max_total_tokens=2048,
         chunked_prefill_size=int(CHUNK),
         log_level="warning",

@@ -65,10 +65,22 @@ def test_load_from_directory(tmp_path):
         load_model_config(tmp_path / "nothing")
 
 
-def test_resolve_dtype():
+def test_resolve_dtype(monkeypatch):
     cfg = config_from_hf(with_arch(hf_config("llama", dtype="bfloat16"), "LlamaForCausalLM"))
     assert cfg.torch_dtype == "bfloat16"
-    assert resolve_dtype("auto", cfg, torch.device("cpu")) == torch.float32
+    # `auto` on the CPU follows the bf16 probes (either one suffices), whatever the config says.
+    for amx, avx512_bf16, want in [
+        (False, False, torch.float32),
+        (True, False, torch.bfloat16),
+        (False, True, torch.bfloat16),
+    ]:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        assert resolve_dtype("auto", cfg, torch.device("cpu")) == want
+    f32_cfg = config_from_hf(with_arch(hf_config("llama", dtype="float32"), "LlamaForCausalLM"))
+    assert resolve_dtype("auto", f32_cfg, torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert resolve_dtype("auto", f32_cfg, torch.device("cpu")) == torch.float32
     assert resolve_dtype("auto", cfg, torch.device("cuda")) == torch.bfloat16
     assert resolve_dtype("float16", cfg, torch.device("cpu")) == torch.float16
     with pytest.raises(ValueError, match="'int8'.*auto, float32, bfloat16, float16"):

@@ -20,6 +20,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def make_runner(path, device: str = "cpu", **kwargs) -> ModelRunner:
     kwargs.setdefault("kv_budget", KVBudget(max_total_tokens=256))
     kwargs.setdefault("max_running_requests", 8)
+    kwargs.setdefault("dtype", "float32")  # exact-match checks: `auto` is bf16 on AMX CPUs
     return ModelRunner(load_model_config(path), LoadConfig(path, progress=False), device, **kwargs)
 
 

@@ -25,6 +25,7 @@ def test_scheduler_plans_match_hf(tmp_path, page_size):
         load_model_config(path),
         LoadConfig(path, progress=False),
         "cpu",
+        "float32",
         kv_budget=KVBudget(max_total_tokens=128),
         max_running_requests=4,
         context_length=64,

@@ -13,14 +13,14 @@ const BLOCK: usize = 32;
 /// Per-thread buffers, sized for one work item.
 pub(crate) struct Scratch {
     q: Vec<f32>,
-    acc: Vec<f32>,
+    pub(crate) acc: Vec<f32>,
     /// A block of K (then V) rows as f32, `[BLOCK, head_dim]`.
     tile: Vec<f32>,
     /// Where each row of the block starts in K and V.
     offsets: [usize; BLOCK],
     scores: Vec<f32>,
-    max: Vec<f32>,
-    sum: Vec<f32>,
+    pub(crate) max: Vec<f32>,
+    pub(crate) sum: Vec<f32>,
 }
 
 impl Scratch {

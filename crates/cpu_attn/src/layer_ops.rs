@@ -224,7 +224,7 @@ dispatched!(rope_any, rope_rows, (x: &mut [T], row_stride: usize, heads: usize, 
     positions: &[i64], cos: &[f32], sin: &[f32], first_row: usize));
 
 fn check_rows(what: &str, len: usize, row_len: usize) -> Result<usize, DecodeError> {
-    if row_len == 0 || len % row_len != 0 {
+    if row_len == 0 || !len.is_multiple_of(row_len) {
         return shape_err(format!(
             "{what} has {len} elements, not whole rows of {row_len}"
         ));
@@ -332,7 +332,7 @@ pub fn rope<T: Element>(
 ) -> Result<(), DecodeError> {
     let rows = positions.len();
     let width = heads * head_dim;
-    if head_dim == 0 || head_dim % 2 != 0 || width > row_stride {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || width > row_stride {
         return shape_err(format!(
             "rope: head_dim {head_dim} must be even and positive, {heads} heads within the \
              row stride {row_stride}"
@@ -344,7 +344,7 @@ pub fn rope<T: Element>(
             x.len()
         ));
     }
-    if cos.len() != sin.len() || cos.len() % head_dim != 0 {
+    if cos.len() != sin.len() || !cos.len().is_multiple_of(head_dim) {
         return shape_err("rope: cos and sin must both be [max_position, head_dim]".into());
     }
     let max_pos = cos.len() / head_dim;

@@ -10,8 +10,12 @@
 //! whatever the storage type ([`f32`], [`Bf16`], [`F16`]).
 //!
 //! [`layer_ops`] holds the other per-layer ops of a CPU decoder step (RMSNorm with the residual
-//! add, SiLU-and-mul, rotary embedding in place), each a single pass over its rows.
+//! add, SiLU-and-mul, rotary embedding in place), each a single pass over its rows;
+//! [`amx_linear`] the bf16 linear layers of a decode step on AMX tiles, and [`decode_layer`] a
+//! whole bf16 decoder layer of a decode step in one call.
 
+pub mod amx_linear;
+pub mod decode_layer;
 mod dispatch;
 mod element;
 mod kernel;
@@ -22,6 +26,8 @@ mod pool;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_bf16;
 
 use std::fmt;
 
@@ -151,7 +157,7 @@ impl<T: Element> PagedDecode<'_, T> {
             ));
         }
         let row_len = kv_heads * head_dim;
-        if self.k.len() != self.v.len() || self.k.len() % row_len != 0 {
+        if self.k.len() != self.v.len() || !self.k.len().is_multiple_of(row_len) {
             return shape_err(format!(
                 "K ({}) and V ({}) must both be [num_slots, {kv_heads}, {head_dim}]",
                 self.k.len(),
@@ -182,7 +188,7 @@ impl<T: Element> PagedDecode<'_, T> {
             }
         }
         let stride = self.table_stride;
-        if stride == 0 || self.req_to_token.len() % stride != 0 {
+        if stride == 0 || !self.req_to_token.len().is_multiple_of(stride) {
             return shape_err(format!(
                 "req_to_token has {} entries, not a multiple of its stride {stride}",
                 self.req_to_token.len()

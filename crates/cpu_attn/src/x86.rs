@@ -41,7 +41,7 @@ impl MulAdd for Avx2Fma {
         tile: &mut [f32],
     ) {
         let d = tile.len() / offsets.len().max(1);
-        if d % 8 != 0 || d == 0 {
+        if !d.is_multiple_of(8) || d == 0 {
             return scores_via_tile::<Self, T>(q, k, offsets, scores, stride, tile);
         }
         // SAFETY: as for `dot`; the bounds `scores_avx2` relies on are asserted here.
@@ -61,7 +61,7 @@ impl MulAdd for Avx2Fma {
         tile: &mut [f32],
     ) {
         let d = tile.len() / offsets.len().max(1);
-        if d % 32 != 0 || d == 0 {
+        if !d.is_multiple_of(32) || d == 0 {
             return weighted_v_via_tile::<Self, T>(weights, stride, v, offsets, acc, tile);
         }
         // SAFETY: as for `dot`; the bounds `weighted_v_avx2` relies on are asserted here.

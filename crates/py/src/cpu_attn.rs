@@ -1,6 +1,8 @@
-//! `sglrs._core.paged_decode_attention` and the per-layer ops (`rms_norm`, `add_rms_norm`,
-//! `silu_and_mul`, `rope_inplace`): the `sglrs-cpu-attn` kernels over the memory of CPU
-//! torch tensors, passed as addresses (`tensor.data_ptr()`) with their shapes and strides.
+//! `sglrs._core.paged_decode_attention`, the per-layer ops (`rms_norm`, `add_rms_norm`,
+//! `silu_and_mul`, `rope_inplace`), the AMX bf16 linear layers (`amx_pack_bf16`,
+//! `amx_linear_bf16`) and a whole bf16 decode layer (`decode_layer_bf16`): the
+//! `sglrs-cpu-attn` kernels over the memory of CPU torch tensors, passed as addresses
+//! (`tensor.data_ptr()`) with their shapes and strides.
 //!
 //! Contract: the addresses are those of live CPU tensors with the stated shapes, strides and
 //! dtype, which the caller keeps alive and unmodified during the call (`sglrs.attention.
@@ -449,7 +451,249 @@ fn rope_inplace(
     })
 }
 
+// ---- bf16 linear layers on AMX tiles (`sglrs_cpu_attn::amx_linear`) ----
+
+/// Whether `amx_linear_bf16` runs here (AMX-BF16 CPU, Linux tile permission granted).
+#[pyfunction]
+fn amx_linear_available() -> bool {
+    sglrs_cpu_attn::amx_linear::available()
+}
+
+/// Packs a contiguous bf16 weight `[n, k]` into `out_ptr` (`n * k` bf16) for
+/// `amx_linear_bf16`.
+#[pyfunction]
+#[pyo3(signature = (*, weight_ptr, n, k, out_ptr))]
+fn amx_pack_bf16(
+    py: Python<'_>,
+    weight_ptr: usize,
+    n: usize,
+    k: usize,
+    out_ptr: usize,
+) -> PyResult<()> {
+    let len = mul(n, k, "weight")?;
+    let spans = [
+        (span::<Bf16>(weight_ptr, len, "weight")?, "weight"),
+        (span::<Bf16>(out_ptr, len, "out")?, "out"),
+    ];
+    check_disjoint(&spans, &[1])?;
+    // SAFETY: the contract above; `out` is disjoint from `weight` (checked).
+    let (w, out) = unsafe { (slice::<Bf16>(spans[0].0), slice_mut::<Bf16>(spans[1].0)) };
+    py.detach(|| sglrs_cpu_attn::amx_linear::pack(w, n, k, out))
+        .map_err(op_err)
+}
+
+/// `out = x W^T (+ bias)`: `x` bf16 `[m, k]`, the weight packed by `amx_pack_bf16`, `bias`
+/// bf16 `[n]` or None, `out` `[m, n]` in float32 (`out_f32`) or bfloat16 (all contiguous).
+#[pyfunction]
+#[pyo3(signature = (*, x_ptr, m, k, packed_ptr, n, bias_ptr, out_ptr, out_f32, num_threads))]
+#[allow(clippy::too_many_arguments)]
+fn amx_linear_bf16(
+    py: Python<'_>,
+    x_ptr: usize,
+    m: usize,
+    k: usize,
+    packed_ptr: usize,
+    n: usize,
+    bias_ptr: Option<usize>,
+    out_ptr: usize,
+    out_f32: bool,
+    num_threads: usize,
+) -> PyResult<()> {
+    use sglrs_cpu_attn::amx_linear::{linear, LinearOut};
+    let out_len = mul(m, n, "out")?;
+    let out = if out_f32 {
+        span::<f32>(out_ptr, out_len, "out")?
+    } else {
+        span::<Bf16>(out_ptr, out_len, "out")?
+    };
+    let mut spans = vec![
+        (out, "out"),
+        (span::<Bf16>(x_ptr, mul(m, k, "x")?, "x")?, "x"),
+        (
+            span::<Bf16>(packed_ptr, mul(n, k, "weight")?, "packed weight")?,
+            "packed weight",
+        ),
+    ];
+    if let Some(b) = bias_ptr {
+        spans.push((span::<Bf16>(b, n, "bias")?, "bias"));
+    }
+    check_disjoint(&spans, &[0])?;
+    // SAFETY: the contract above; `out` is disjoint from every input (checked).
+    let (x, w, bias) = unsafe {
+        (
+            slice::<Bf16>(spans[1].0),
+            slice::<Bf16>(spans[2].0),
+            spans.get(3).map(|s| slice::<Bf16>(s.0)),
+        )
+    };
+    let out = if out_f32 {
+        // SAFETY: as above.
+        LinearOut::F32(unsafe { slice_mut::<f32>(spans[0].0) })
+    } else {
+        // SAFETY: as above.
+        LinearOut::Bf16(unsafe { slice_mut::<Bf16>(spans[0].0) })
+    };
+    py.detach(|| linear(x, m, k, w, n, bias, out, num_threads))
+        .map_err(op_err)
+}
+
+/// One bf16 decoder layer of a decode step (`sglrs_cpu_attn::decode_layer`): `hidden`
+/// `[batch, h]` and `residual` (None in the first layer) in, the layer's output into `out` and
+/// the new residual into `res_out`; this layer's K/V rows of the new tokens are stored at
+/// `out_cache_loc`. `weights`: addresses of (input norm, post-attention norm, qkv, o, gate_up,
+/// down), the projections packed by `amx_pack_bf16`; `sizes`: (h, inter, q_heads, kv_heads,
+/// head_dim). The attention arguments are those of `paged_decode_attention`; `positions` and
+/// `out_cache_loc` are int64 `[batch]`, `cos`/`sin` float32 `[max_position, head_dim]`.
+#[pyfunction]
+#[pyo3(signature = (
+    *, hidden_ptr, residual_ptr, out_ptr, res_out_ptr, batch, weights, sizes, eps,
+    positions_ptr, cos_ptr, sin_ptr, max_position, k_ptr, v_ptr, num_slots, out_cache_loc_ptr,
+    table_ptr, table_shape, req_pool_indices, seq_lens, scale, sliding_window, num_threads
+))]
+#[allow(clippy::too_many_arguments)]
+fn decode_layer_bf16(
+    py: Python<'_>,
+    hidden_ptr: usize,
+    residual_ptr: Option<usize>,
+    out_ptr: usize,
+    res_out_ptr: usize,
+    batch: usize,
+    weights: (usize, usize, usize, usize, usize, usize),
+    sizes: (usize, usize, usize, usize, usize),
+    eps: f64,
+    positions_ptr: usize,
+    cos_ptr: usize,
+    sin_ptr: usize,
+    max_position: usize,
+    k_ptr: usize,
+    v_ptr: usize,
+    num_slots: usize,
+    out_cache_loc_ptr: usize,
+    table_ptr: usize,
+    table_shape: (usize, usize),
+    req_pool_indices: &Bound<'_, PyAny>,
+    seq_lens: &Bound<'_, PyAny>,
+    scale: f64,
+    sliding_window: Option<usize>,
+    num_threads: usize,
+) -> PyResult<()> {
+    use sglrs_cpu_attn::decode_layer::{run, LayerAttention, LayerWeights};
+    let (h, inter, q_heads, kv_heads, head_dim) = sizes;
+    let rows = to_u32_vec(req_pool_indices, "req_pool_indices")?;
+    let lens = to_u32_vec(seq_lens, "seq_lens")?;
+    let q_size = mul(q_heads, head_dim, "q")?;
+    let kv_size = mul(kv_heads, head_dim, "k")?;
+    let qkv_n = q_size + 2 * kv_size;
+    let act = mul(batch, h, "hidden")?;
+    let kv_len = mul(num_slots, kv_size, "k_buffer")?;
+    let table = mul(max_position, head_dim, "cos")?;
+    let (n_in, n_post, n_qkv, n_o, n_gu, n_down) = weights;
+    let mut spans = vec![
+        (span::<Bf16>(out_ptr, act, "out")?, "out"),
+        (span::<Bf16>(res_out_ptr, act, "res_out")?, "res_out"),
+        (span::<Bf16>(k_ptr, kv_len, "k_buffer")?, "k_buffer"),
+        (span::<Bf16>(v_ptr, kv_len, "v_buffer")?, "v_buffer"),
+        (span::<Bf16>(hidden_ptr, act, "hidden")?, "hidden"),
+        (span::<Bf16>(n_in, h, "input norm")?, "input norm"),
+        (span::<Bf16>(n_post, h, "post norm")?, "post norm"),
+        (span::<Bf16>(n_qkv, mul(qkv_n, h, "qkv")?, "qkv")?, "qkv"),
+        (span::<Bf16>(n_o, mul(h, q_size, "o")?, "o")?, "o"),
+        (
+            span::<Bf16>(n_gu, mul(2 * inter, h, "gate_up")?, "gate_up")?,
+            "gate_up",
+        ),
+        (
+            span::<Bf16>(n_down, mul(h, inter, "down")?, "down")?,
+            "down",
+        ),
+        (span::<i64>(positions_ptr, batch, "positions")?, "positions"),
+        (span::<f32>(cos_ptr, table, "cos")?, "cos"),
+        (span::<f32>(sin_ptr, table, "sin")?, "sin"),
+        (
+            span::<i64>(out_cache_loc_ptr, batch, "out_cache_loc")?,
+            "out_cache_loc",
+        ),
+        (
+            span::<i32>(
+                table_ptr,
+                mul(table_shape.0, table_shape.1, "req_to_token")?,
+                "req_to_token",
+            )?,
+            "req_to_token",
+        ),
+    ];
+    if let Some(r) = residual_ptr {
+        spans.push((span::<Bf16>(r, act, "residual")?, "residual"));
+    }
+    check_disjoint(&spans, &[0, 1, 2, 3])?;
+    // SAFETY: the module contract; the written buffers (out, res_out, K, V) share no byte with
+    // any other buffer of the call (checked).
+    let (out, res_out, k, v) = unsafe {
+        (
+            slice_mut::<Bf16>(spans[0].0),
+            slice_mut::<Bf16>(spans[1].0),
+            slice_mut::<Bf16>(spans[2].0),
+            slice_mut::<Bf16>(spans[3].0),
+        )
+    };
+    // SAFETY: as above (read-only inputs).
+    let (hidden, w, positions, cos, sin, loc, req_to_token, residual) = unsafe {
+        (
+            slice::<Bf16>(spans[4].0),
+            LayerWeights {
+                input_norm: slice::<Bf16>(spans[5].0),
+                post_norm: slice::<Bf16>(spans[6].0),
+                eps: eps as f32,
+                qkv: slice::<Bf16>(spans[7].0),
+                o: slice::<Bf16>(spans[8].0),
+                gate_up: slice::<Bf16>(spans[9].0),
+                down: slice::<Bf16>(spans[10].0),
+                inter,
+            },
+            slice::<i64>(spans[11].0),
+            slice::<f32>(spans[12].0),
+            slice::<f32>(spans[13].0),
+            slice::<i64>(spans[14].0),
+            slice::<i32>(spans[15].0),
+            spans.get(16).map(|s| slice::<Bf16>(s.0)),
+        )
+    };
+    let mut attention = LayerAttention {
+        q_heads,
+        kv_heads,
+        head_dim,
+        positions,
+        cos,
+        sin,
+        k,
+        v,
+        out_cache_loc: loc,
+        req_to_token,
+        table_stride: table_shape.1,
+        req_pool_indices: &rows,
+        seq_lens: &lens,
+        scale: scale as f32,
+        sliding_window,
+    };
+    py.detach(|| {
+        run(
+            &w,
+            &mut attention,
+            hidden,
+            residual,
+            out,
+            res_out,
+            num_threads,
+        )
+    })
+    .map_err(op_err)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_layer_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(amx_linear_available, m)?)?;
+    m.add_function(wrap_pyfunction!(amx_pack_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(amx_linear_bf16, m)?)?;
     m.add_function(wrap_pyfunction!(paged_decode_attention, m)?)?;
     m.add_function(wrap_pyfunction!(rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(add_rms_norm, m)?)?;

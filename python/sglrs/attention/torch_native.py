@@ -4,12 +4,15 @@ Runs on CPU and GPU. Decode on the CPU (float32/bfloat16/float16 KV) is the Rust
 of `sglrs.attention.cpu_decode`, reading K/V in place. Elsewhere decode is one batched SDPA call
 over K/V gathered into a padded `[B, max_seq_len]` layout (padding points at the pool's padding
 slot and is masked), with the query heads of each KV head as its group of queries. Extend and
-mixed steps loop over requests (one SDPA call each). No CUDA-graph support: the gathers and
-per-request loop depend on host-side lengths.
+mixed steps loop over requests (one SDPA call each), except a CPU prefill of requests without
+cached prefixes and of similar lengths: one causal call over them right-padded (2.6x faster
+than 21 calls for 21 ~100-token prompts). No CUDA-graph support: the gathers and per-request
+loop depend on host-side lengths.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +55,7 @@ class TorchNativeBackend(AttentionBackend):
             self._decode_mask = valid[:, None, None, :]  # [B, heads, queries, keys]
             return
         self._extend_masks: list[torch.Tensor | None] = []
+        self._padded_rows: torch.Tensor | None = None
         for prefix, extend in zip(
             fb.prefix_lens_cpu.tolist(), fb.extend_lens_cpu.tolist(), strict=True
         ):
@@ -65,6 +69,13 @@ class TorchNativeBackend(AttentionBackend):
             if window is not None:
                 mask &= q_pos - k_pos < window
             self._extend_masks.append(mask)
+        if self.device.type == "cpu" and _pad_pays(fb.extend_lens_cpu, self._extend_masks):
+            # Row of each new token in the right-padded [B * max_len] layout.
+            lens, width = fb.extend_lens_cpu, int(fb.extend_lens_cpu.max())
+            starts = np.repeat(np.arange(len(lens)) * width - fb.qo_indptr_cpu[:-1], lens)
+            rows = starts + np.arange(int(fb.qo_indptr_cpu[-1]))
+            self._padded_rows = torch.from_numpy(rows)
+            self._padded_shape = (len(lens), width)
 
     def attend(
         self,
@@ -106,6 +117,8 @@ class TorchNativeBackend(AttentionBackend):
                 scale=self.scale,
             )
             return out.reshape(q.shape).to(q.dtype)
+        if self._padded_rows is not None:
+            return self._attend_padded(q, k, v, k_buf.dtype)
         out = torch.empty_like(q)
         qo, kv = fb.qo_indptr_cpu.tolist(), fb.kv_indptr_cpu.tolist()
         prefix_lens = fb.prefix_lens_cpu.tolist()
@@ -126,3 +139,39 @@ class TorchNativeBackend(AttentionBackend):
             )
             out[qo[r] : qo[r + 1]] = o.transpose(0, 1).to(q.dtype)
         return out
+
+    def _attend_padded(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Causal attention of every request (no cached prefix) in one SDPA call over the
+        requests right-padded to the longest: a valid query never sees a padded key (they
+        come after it), and padded queries are dropped."""
+        assert self._padded_rows is not None
+        batch, width = self._padded_shape
+        rows = self._padded_rows
+
+        def pad(x: torch.Tensor) -> torch.Tensor:
+            padded = x.new_zeros((batch * width, *x.shape[1:]), dtype=dtype)
+            padded.index_copy_(0, rows, x.to(dtype))
+            return padded.view(batch, width, *x.shape[1:]).transpose(1, 2)  # [B, H, S, D]
+
+        o = F.scaled_dot_product_attention(
+            pad(q), pad(k), pad(v), is_causal=True, scale=self.scale, enable_gqa=self._gqa
+        )
+        o = o.transpose(1, 2).reshape(batch * width, *q.shape[1:])
+        return o.index_select(0, rows).to(q.dtype)
+
+
+# Padding is worth it while the padded attention does at most this much more work than the
+# per-request calls (one call per layer instead of one per request, and 2 threads share
+# B x heads items rather than a request's few heads).
+PAD_MAX_WORK = 1.5
+
+
+def _pad_pays(extend_lens: np.ndarray, masks: list[torch.Tensor | None]) -> bool:
+    """Whether a prefill of these requests runs as one padded causal call: every request is
+    plain causal (no cached prefix, no window inside it) and padding adds little work."""
+    if len(extend_lens) < 2 or any(m is not None for m in masks):
+        return False
+    lens = extend_lens.astype(np.int64)
+    return len(lens) * int(lens.max()) ** 2 <= PAD_MAX_WORK * int((lens**2).sum())

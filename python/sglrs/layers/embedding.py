@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sglrs.distributed.comm import all_gather_last_dim, all_reduce
+from sglrs.layers.amx_linear import AmxWeight
 from sglrs.layers.cuda_linear import device_linear
 from sglrs.layers.linear import WeightLoadError, copy_weight
-from sglrs.layers.packed_linear import prepack_weight
+from sglrs.layers.packed_linear import packed_linear, prepack_weight
 from sglrs.model_loader.sharding import narrow_weight, vocab_shard, weight_shape
 
 
@@ -89,7 +90,7 @@ class LMHead(nn.Module):
         else:
             self.shard = _VocabRows(vocab_size, hidden_size, tp_rank, tp_size)
             self.weight = self.shard.new_weight()
-        self._packed: torch.Tensor | None = None
+        self._packed: torch.Tensor | AmxWeight | None = None
 
     def prepack(self) -> bool:
         """Pack the loaded (or tied) weight for the CPU matmul (see packed_linear)."""
@@ -97,6 +98,9 @@ class LMHead(nn.Module):
         return self._packed is not None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if isinstance(self._packed, AmxWeight) and self.shard.tp_size == 1:
+            # CPU, AMX: float32 logits straight from the f32 sums (no bf16 copy to widen).
+            return packed_linear(hidden, self.weight, self._packed, out_dtype=torch.float32)
         logits = device_linear(hidden, self.weight, self._packed)
         if self.shard.tp_size > 1:
             if logits.numel() == 0:  # no rows (every rank sees the same plan): nothing to gather

@@ -9,6 +9,11 @@ at 1 row; at the CPU prefill chunk (512 rows, weights not cache-hot, one thread)
 5-15% faster packed (a 500-token prefill step 5-8%), so each dtype has its own row range
 (`PACKED_ROWS`). It is an internal torch op, so other dtypes, non-CPU weights or a
 torch without it keep `F.linear`.
+
+On CPUs with AMX, bfloat16 weights are packed for the Rust AMX kernel instead
+(sglrs.layers.amx_linear): decode's rows read the weight at ~2.4x oneDNN's rate; the many rows
+of a prefill chunk (`AMX_MAX_ROWS` and up), where oneDNN's blocking wins, take `F.linear`, as
+fast there as oneDNN's packed weight (2048 rows) without a second packed copy.
 """
 
 from __future__ import annotations
@@ -17,12 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sglrs.layers import amx_linear
+from sglrs.layers.amx_linear import AmxWeight
+
 # A packing hint only: the packed weight serves any number of rows.
 PACK_ROWS_HINT = 32
 # Rows (inclusive) for which the packed weight is used, per dtype. Below the range the matmul
 # is bound by reading the weight and the plain path is as fast; above it (bfloat16 prefills
 # longer than the CPU chunk) the packed kernel was not measured faster.
 PACKED_ROWS = {torch.float32: (4, 1 << 62), torch.bfloat16: (2, 1024)}
+# Rows (inclusive) that run on an AMX-packed weight; more go to `F.linear` (oneDNN's blocking
+# is ahead from a few hundred rows: 0.75-0.85x at 512 and 2048 rows on SmolLM2's shapes).
+AMX_MAX_ROWS = 64
 
 
 def can_prepack(weight: torch.Tensor) -> bool:
@@ -35,8 +46,12 @@ def can_prepack(weight: torch.Tensor) -> bool:
     )
 
 
-def prepack_weight(weight: torch.Tensor) -> torch.Tensor | None:
-    """The oneDNN-blocked copy of a `[out, in]` weight, or None where packing is unavailable."""
+def prepack_weight(weight: torch.Tensor) -> torch.Tensor | AmxWeight | None:
+    """The AMX-packed (bfloat16 on an AMX CPU) or oneDNN-blocked copy of a `[out, in]` weight,
+    or None where packing is unavailable."""
+    amx = amx_linear.pack(weight)
+    if amx is not None:
+        return amx
     if not can_prepack(weight):
         return None
     try:
@@ -48,10 +63,27 @@ def prepack_weight(weight: torch.Tensor) -> torch.Tensor | None:
 def packed_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
-    packed: torch.Tensor | None,
+    packed: torch.Tensor | AmxWeight | None,
     bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """`F.linear(x, weight, bias)`, on the packed weight when there is one."""
+    """`F.linear(x, weight, bias)`, on the packed weight when there is one. `out_dtype`
+    float32 (the LM head): an AMX product is written in float32 without rounding to bfloat16;
+    otherwise the result is cast."""
+    if isinstance(packed, AmxWeight):
+        if x.dtype == weight.dtype and x.numel() <= AMX_MAX_ROWS * x.shape[-1]:
+            return amx_linear.linear(x, packed, bias, out_dtype or x.dtype)
+        packed = None
+    out = _packed_linear(x, weight, packed, bias)
+    return out if out_dtype is None else out.to(out_dtype)
+
+
+def _packed_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    packed: torch.Tensor | None,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
     if packed is None or x.dtype != weight.dtype:
         return F.linear(x, weight, bias)
     low, high = PACKED_ROWS[x.dtype]

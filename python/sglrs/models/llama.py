@@ -17,6 +17,7 @@ from sglrs.layers.linear import MergedColumnLinear, QKVLinear, RowLinear, Weight
 from sglrs.layers.norm import RMSNorm
 from sglrs.layers.rotary import RotaryEmbedding
 from sglrs.model_loader.config import ModelConfig
+from sglrs.models import cpu_decode_step
 from sglrs.runner.forward_batch import ForwardBatch
 
 
@@ -170,8 +171,13 @@ class LlamaModel(nn.Module):
         self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch
     ) -> torch.Tensor:
         hidden, residual = self.embed_tokens(input_ids), None
-        for layer in self.layers:
-            hidden, residual = layer(positions, hidden, residual, forward_batch)
+        # bf16 decode on an AMX CPU: one Rust call per layer where it applies.
+        fused = cpu_decode_step.decode_layers(self, hidden, positions, forward_batch)
+        if fused is not None:
+            hidden, residual = fused
+        else:
+            for layer in self.layers:
+                hidden, residual = layer(positions, hidden, residual, forward_batch)
         hidden, _ = self.norm(hidden, residual)
         return hidden
 

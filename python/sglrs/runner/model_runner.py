@@ -28,6 +28,7 @@ from sglrs.runner.forward_batch import (
     StagingBuffer,
     apply_table_writes,
 )
+from sglrs.runner.host_malloc import keep_freed_memory
 from sglrs.runner.warmup import ODD_WARMUP_STEPS, WARMUP_REQUEST_TOKENS, warmup_plan
 
 
@@ -89,6 +90,10 @@ class ModelRunner:
                 "a smaller model, or more GPUs (--tp-size)"
             ) from None
         prepack_model(self.model)  # CPU float32/bf16: oneDNN-layout weights, before KV sizing
+        if self.device.type == "cpu":
+            # From here on (the weights placed as before), reuse freed activations instead of
+            # faulting them in anew every step.
+            keep_freed_memory()
         # Under tensor parallelism attention and the KV pool see this rank's heads only.
         rank_config = rank_attention_config(model_config, get_tp_size())
         # Sized after the weights so a GPU memory fraction sees what they left free; every rank
