@@ -77,17 +77,16 @@ pub(crate) fn attend<T: Element, M: MulAdd, const HEAD_DIM: usize>(
         // Scattered slots defeat the hardware prefetcher: ask for the next block's rows now.
         let next = &slots[((block_at + 1) * BLOCK).min(slots.len())..];
         prefetch_rows(p, &next[..BLOCK.min(next.len())], kvh, row_bytes);
-        for (j, &slot) in block.iter().enumerate() {
-            if slot < 0 || slot as usize >= num_slots {
-                return Err(DecodeError::Slot {
-                    request: b,
-                    position: first + block_at * BLOCK + j,
-                    slot: i64::from(slot),
-                    num_slots,
-                });
-            }
-            s.offsets[j] = slot as usize * row_len + kvh * d;
-        }
+        let position = first + block_at * BLOCK;
+        row_offsets(
+            block,
+            b,
+            position,
+            num_slots,
+            row_len,
+            kvh * d,
+            &mut s.offsets,
+        )?;
         let n = block.len();
         M::scores(
             &s.q,
@@ -137,6 +136,32 @@ pub(crate) fn attend<T: Element, M: MulAdd, const HEAD_DIM: usize>(
 
 /// Prefetches the K and V rows (this KV head's `row_bytes`) of `slots` into the cache.
 #[inline(always)]
+/// Each slot's element offset for one KV head (`slot * row_len + head_offset`) into
+/// `offsets`, or the error naming the first slot outside the pool; `block[0]` is position
+/// `position` of request `request`.
+pub(crate) fn row_offsets(
+    block: &[i32],
+    request: usize,
+    position: usize,
+    num_slots: usize,
+    row_len: usize,
+    head_offset: usize,
+    offsets: &mut [usize],
+) -> Result<(), DecodeError> {
+    for (j, (&slot, offset)) in block.iter().zip(offsets.iter_mut()).enumerate() {
+        if slot < 0 || slot as usize >= num_slots {
+            return Err(DecodeError::Slot {
+                request,
+                position: position + j,
+                slot: i64::from(slot),
+                num_slots,
+            });
+        }
+        *offset = slot as usize * row_len + head_offset;
+    }
+    Ok(())
+}
+
 fn prefetch_rows<T: Element>(p: &PagedDecode<'_, T>, slots: &[i32], kvh: usize, row_bytes: usize) {
     let d = p.shape.head_dim;
     let row_len = p.shape.kv_heads * d;

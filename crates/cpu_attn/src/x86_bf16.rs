@@ -10,7 +10,7 @@
 use std::arch::x86_64::*;
 
 use crate::element::Bf16;
-use crate::kernel::Scratch;
+use crate::kernel::{row_offsets, Scratch};
 use crate::{DecodeError, PagedDecode};
 
 /// Positions per block: one 16-lane vector of scores per query head.
@@ -157,17 +157,16 @@ pub(crate) unsafe fn attend(
     );
     for (block_at, block) in slots.chunks(BLOCK).enumerate() {
         let n = block.len();
-        for (j, &slot) in block.iter().enumerate() {
-            if slot < 0 || slot as usize >= num_slots {
-                return Err(DecodeError::Slot {
-                    request: b,
-                    position: first + block_at * BLOCK + j,
-                    slot: i64::from(slot),
-                    num_slots,
-                });
-            }
-            offsets[j] = slot as usize * row_len + kvh * d;
-        }
+        let position = first + block_at * BLOCK;
+        row_offsets(
+            block,
+            b,
+            position,
+            num_slots,
+            row_len,
+            kvh * d,
+            &mut offsets,
+        )?;
         for j in n..BLOCK {
             offsets[j] = offsets[n - 1]; // computed, then masked out
         }
