@@ -135,7 +135,7 @@ def default_chunked_prefill_size(device: torch.device) -> int:
     smaller ones, 2048 on the CPU: a chunk is one synchronous forward there (~0.3-0.5 s at 2048
     bf16 tokens on 2 cores), and the bf16 AMX matmuls run ~2x faster at 2048 rows than at 512
     (32 ~100-token prompts: 1.72 s of CPU with 512-token chunks, 1.43 s at 1024, 1.36 s at 2048)."""
-    from sglrs.runner.model_runner import large_gpu
+    from sglrs.kv_cache.sizing import large_gpu
 
     if device.type != "cuda":
         return CPU_CHUNKED_PREFILL_SIZE

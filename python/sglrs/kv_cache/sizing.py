@@ -17,9 +17,16 @@ LARGE_GPU_MEM_FRACTION_STATIC = 0.88
 LARGE_GPU_BYTES = 60 * 2**30
 
 
+def large_gpu(device: torch.device) -> bool:
+    """A GPU of the serving class (H100/H200): big decode batches, big prefill chunks."""
+    return device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory >= (
+        LARGE_GPU_BYTES
+    )
+
+
 def default_mem_fraction_static(device: torch.device, tp_size: int) -> float:
     """The GPU fraction weights + KV take when `--mem-fraction-static` is not given."""
-    if tp_size == 1 and torch.cuda.get_device_properties(device).total_memory >= LARGE_GPU_BYTES:
+    if tp_size == 1 and large_gpu(device):
         return LARGE_GPU_MEM_FRACTION_STATIC
     return DEFAULT_MEM_FRACTION_STATIC
 

@@ -18,7 +18,7 @@ import torch
 from sglrs.attention import create_attention_backends
 from sglrs.distributed import all_reduce_min_int, enable_custom_all_reduce, get_tp_size
 from sglrs.kv_cache import KVBudget, KVPool, kv_token_capacity
-from sglrs.kv_cache.sizing import LARGE_GPU_BYTES  # the serving class: H100/H200
+from sglrs.kv_cache.sizing import large_gpu
 from sglrs.layers.packed_linear import prepack_model
 from sglrs.model_loader import LoadConfig, ModelConfig, load_model, resolve_dtype
 from sglrs.model_loader.sharding import rank_attention_config
@@ -30,12 +30,6 @@ from sglrs.runner.forward_batch import (
 )
 from sglrs.runner.host_malloc import keep_freed_memory
 from sglrs.runner.warmup import ODD_WARMUP_STEPS, WARMUP_REQUEST_TOKENS, warmup_plan
-
-
-def large_gpu(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory >= (
-        LARGE_GPU_BYTES
-    )
 
 
 def default_cuda_graph_max_bs(device: torch.device) -> int:
