@@ -54,19 +54,21 @@ class TritonBackend(AttentionBackend):
         self._graph_order: torch.Tensor | None = None
         self._graph_identity: torch.Tensor | None = None
         self._ws: DecodeWorkspace | None = None
-        self._order: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None  # the decode programs' request order
         self._num_splits = 1
         self._max_extend = 0
         self._prefix_lens: torch.Tensor | None = None
 
+    def _new_workspace(self, batch_size: int) -> DecodeWorkspace:
+        return DecodeWorkspace(
+            max(batch_size, 1), self.config.num_heads, self.config.head_dim, MAX_SPLITS,
+            self.device,
+        )  # fmt: skip
+
     def _workspace(self, batch_size: int) -> DecodeWorkspace:
         ws = self._eager_ws
         if ws is None or ws.max_batch < batch_size:
-            ws = DecodeWorkspace(
-                max(batch_size, 1), self.config.num_heads, self.config.head_dim, MAX_SPLITS,
-                self.device,
-            )  # fmt: skip
-            self._eager_ws = ws
+            ws = self._eager_ws = self._new_workspace(batch_size)
         return ws
 
     def _decode_metadata(
@@ -82,8 +84,8 @@ class TritonBackend(AttentionBackend):
         elif order_buf is not None:
             assert self._graph_identity is not None
             self._order = self._graph_identity[: fb.batch_size]
-        else:
-            self._order = None
+        else:  # once per step, not in each layer's kernel call
+            self._order = torch.arange(fb.batch_size, device=self.device)
 
     def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
         fb = forward_batch
@@ -123,10 +125,7 @@ class TritonBackend(AttentionBackend):
     # ---- CUDA graphs (decode) ----------------------------------------------------------
 
     def init_cuda_graph_state(self, max_batch_size: int, max_context_len: int) -> None:
-        self._graph_ws = DecodeWorkspace(
-            max(max_batch_size, 1), self.config.num_heads, self.config.head_dim, MAX_SPLITS,
-            self.device,
-        )  # fmt: skip
+        self._graph_ws = self._new_workspace(max_batch_size)
         self._graph_order = torch.zeros(max_batch_size, dtype=torch.int64, device=self.device)
         self._graph_identity = torch.arange(max_batch_size, device=self.device)
 

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.attention_tile import paged_scores
+
 LOG2E = 1.4426950408889634
 # (new tokens per block, key positions per tile, warps, stages): the best of 20 launch configs
 # on the H100 in 16-bit types (`python benches/attention_sweep_h100.py --parts extend`);
@@ -75,14 +77,10 @@ def _extend_kernel(
     for n0 in range(lo, prefix, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < prefix
-        slots = tl.load(req_to_token_ptr + row * table_stride + offs_n, mask=mask_n, other=0)
-        slots = slots.to(tl.int64)
-        k = tl.load(
-            k_ptr + slots[None, :] * k_stride_s + kv_head * k_stride_h + offs_d[:, None],
-            mask=mask_n[None, :] & mask_d[:, None],
-            other=0.0,
-        )
-        s = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale
+        s, slots = paged_scores(
+            q, k_ptr, req_to_token_ptr, row, table_stride, offs_n, mask_n, kv_head, k_stride_s,
+            k_stride_h, offs_d, mask_d, qk_scale, DOT_PRECISION,
+        )  # fmt: skip
         valid = mask_n[None, :]
         if HAS_WINDOW:
             valid &= (prefix + offs_m)[:, None] - offs_n[None, :] < window
