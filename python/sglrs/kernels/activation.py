@@ -6,9 +6,15 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, use_pdl
+
 
 @triton.jit
-def _silu_and_mul_kernel(x_ptr, out_ptr, x_stride, out_stride, d, BLOCK: tl.constexpr):
+def _silu_and_mul_kernel(
+    x_ptr, out_ptr, x_stride, out_stride, d, BLOCK: tl.constexpr, USE_PDL: tl.constexpr
+):
+    pdl_launch_dependents(USE_PDL)
+    pdl_wait(USE_PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < d
@@ -29,7 +35,16 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     if rows == 0:
         return out
     block = min(triton.next_power_of_2(d), 1024)
+    pdl = use_pdl(x, rows)
     _silu_and_mul_kernel[(rows, triton.cdiv(d, block))](
-        x, out, x.stride(0), out.stride(0), d, BLOCK=block, num_warps=4
+        x,
+        out,
+        x.stride(0),
+        out.stride(0),
+        d,
+        BLOCK=block,
+        USE_PDL=pdl,
+        launch_pdl=pdl,
+        num_warps=4,
     )
     return out

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from sglrs.kernels.attention_tile import online_softmax_step, paged_scores
+from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, use_pdl
 
 
 @triton.jit
@@ -48,7 +49,10 @@ def _decode_stage1(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    pdl_launch_dependents(USE_PDL)
+    pdl_wait(USE_PDL)
     b = tl.load(order_ptr + tl.program_id(0)).to(tl.int64)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
@@ -118,7 +122,10 @@ def _decode_stage2(
     NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    pdl_launch_dependents(USE_PDL)
+    pdl_wait(USE_PDL)
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     hq = tl.num_programs(1)
@@ -214,6 +221,7 @@ def decode_attention(
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     if order is None:
         order = torch.arange(b, device=q.device)
+    pdl = use_pdl(q, b)
     block_n, warps, stages = DECODE_TILE_ONE_SPLIT if num_splits == 1 else DECODE_TILE_SPLIT
     _decode_stage1[(b, hkv, num_splits)](
         q, k_buf, v_buf, req_to_token, req_pool_indices, seq_lens, order, mid_o, mid_lse, out,
@@ -223,13 +231,13 @@ def decode_attention(
         GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits,
         BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision,
-        num_warps=warps, num_stages=stages,
+        USE_PDL=pdl, launch_pdl=pdl, num_warps=warps, num_stages=stages,
     )  # fmt: skip
     if num_splits == 1:
         return out
     _decode_stage2[(b, hq)](
         mid_o, mid_lse, out, out.stride(0), out.stride(1),
         HEAD_DIM=d, NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits),
-        BLOCK_D=triton.next_power_of_2(d), num_warps=4,
+        BLOCK_D=triton.next_power_of_2(d), USE_PDL=pdl, launch_pdl=pdl, num_warps=4,
     )  # fmt: skip
     return out

@@ -35,11 +35,14 @@ could overflow fp16).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
+
+from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, prefetch_l2, use_pdl
 
 # Split-K tile counters (int32, zero between launches). Allocated once per device and never
 # freed or moved: captured graphs keep the address.
@@ -155,10 +158,17 @@ def _gemv_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    USE_PDL: tl.constexpr,
+    LINE_ELEMS: tl.constexpr,
+    PREFETCH_BLOCKS: tl.constexpr,
 ):
     """PROLOGUE "none": x is the activation. "norm": x is h, the activation is
     `g * rmsnorm(h (+ r))` (g at g_ptr; the sum also written to r_out when HAS_RESIDUAL).
-    "silu_mul": x is `[gate | up]`, 2K wide. The prologues run without split-K (k0 == 0)."""
+    "silu_mul": x is `[gate | up]`, 2K wide. The prologues run without split-K (k0 == 0).
+    USE_PDL: the first PREFETCH_BLOCKS x BLOCK_K columns of this program's weight rows go to L2
+    (one prefetch per LINE_ELEMS = 128 bytes) while the previous kernel finishes
+    (kernels/pdl.py)."""
+    pdl_launch_dependents(USE_PDL)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     n0 = pid_n * BLOCK_N
@@ -174,6 +184,14 @@ def _gemv_kernel(
     )
     x_tile = x_ptr + k0 + offs_m[:, None] * stride_xm + offs_k[None, :]
     k_len = tl.minimum(k_split, K - k0)
+    if USE_PDL:
+        # Rows past N re-read the last row and columns past K clamp to it: no masks in asm.
+        rows = tl.minimum(n0 + offs_n, N - 1).to(tl.int64)
+        for b in tl.static_range(PREFETCH_BLOCKS):
+            line_cols = k0 + b * BLOCK_K + tl.arange(0, BLOCK_K // LINE_ELEMS) * LINE_ELEMS
+            line_cols = tl.minimum(line_cols, K - 1)
+            prefetch_l2(w_ptr + rows[:, None] * stride_wn + line_cols[None, :])
+    pdl_wait(USE_PDL)
     if USE_DOT or BLOCK_M > 1:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     else:
@@ -266,6 +284,16 @@ def _counter_buffer(device: torch.device, tiles: int) -> torch.Tensor | None:
     return buf if tiles <= buf.numel() else None
 
 
+def _pdl_args(weight: torch.Tensor, config: GemvConfig) -> dict:
+    """Launch arguments for programmatic dependent launch (kernels/pdl.py). One weight tile is
+    prefetched before the wait: on the H100, batch-1 Llama-3.1-8B steps took 5.42 ms with
+    none, 5.39 with one, 5.54 with two and 5.62 with four (`SGLRS_GEMV_PREFETCH_BLOCKS`)."""
+    pdl = use_pdl(weight, 1)  # a few rows, always
+    line = min(max(128 // weight.element_size(), 1), config.block_k)
+    blocks = int(os.environ.get("SGLRS_GEMV_PREFETCH_BLOCKS", "1"))
+    return {"USE_PDL": pdl, "LINE_ELEMS": line, "PREFETCH_BLOCKS": blocks, "launch_pdl": pdl}
+
+
 def _block_m(name: str, m: int, config: GemvConfig) -> int:
     if m > (16 if config.use_dot else 8):
         raise ValueError(f"{name}: {m} rows, more than the {'dot' if config.use_dot else 'FMA'} "
@@ -322,7 +350,7 @@ def gemv(
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
         PROLOGUE="none", HAS_RESIDUAL=False, STATS_FIRST=False,
         BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return y
 
@@ -377,7 +405,7 @@ def gemv_rmsnorm(
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
         PROLOGUE="norm", HAS_RESIDUAL=residual is not None, STATS_FIRST=stats_first,
         BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return y, r_out
 
@@ -410,7 +438,7 @@ def gemv_silu_mul(
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
         PROLOGUE="silu_mul", HAS_RESIDUAL=False, STATS_FIRST=False,
         BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return y
 

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, use_pdl
+
 
 @triton.jit
 def _kv_store_kernel(
@@ -19,7 +21,10 @@ def _kv_store_kernel(
     buf_stride,
     row_elems,
     BLOCK: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    pdl_launch_dependents(USE_PDL)
+    pdl_wait(USE_PDL)
     t = tl.program_id(0).to(tl.int64)
     slot = tl.load(loc_ptr + t).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -43,7 +48,8 @@ def kv_store(
         if x.stride(2) != 1 or x.stride(1) != x.shape[2]:
             raise ValueError("kv_store needs each token's heads contiguous")
     block = min(triton.next_power_of_2(row), 1024)
+    pdl = use_pdl(k, t)
     _kv_store_kernel[(t, triton.cdiv(row, block))](
         k, v, loc, k_buf, v_buf, k.stride(0), v.stride(0), k_buf.stride(0), row,
-        BLOCK=block, num_warps=4,
+        BLOCK=block, USE_PDL=pdl, launch_pdl=pdl, num_warps=4,
     )  # fmt: skip

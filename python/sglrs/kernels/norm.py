@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, use_pdl
+
 
 @triton.jit
 def _rmsnorm_kernel(
@@ -22,7 +24,10 @@ def _rmsnorm_kernel(
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    pdl_launch_dependents(USE_PDL)
+    pdl_wait(USE_PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < n_cols
@@ -51,16 +56,18 @@ def rmsnorm(
     out = torch.empty_like(x2, dtype=x.dtype)
     block = triton.next_power_of_2(n)
     warps = min(max(block // 256, 1), 8)
+    pdl = use_pdl(x, x2.shape[0])
     if residual is None:
         _rmsnorm_kernel[(rows,)](
             x2, x2, weight, out, out, x2.stride(0), 0, out.stride(0), 0, n, eps,
-            HAS_RESIDUAL=False, BLOCK=block, num_warps=warps,
+            HAS_RESIDUAL=False, BLOCK=block, USE_PDL=pdl, launch_pdl=pdl, num_warps=warps,
         )  # fmt: skip
         return out.view(shape)
     r2 = residual.reshape(-1, shape[-1])
     res_out = torch.empty_like(x2)
     _rmsnorm_kernel[(rows,)](
         x2, r2, weight, out, res_out, x2.stride(0), r2.stride(0), out.stride(0),
-        res_out.stride(0), n, eps, HAS_RESIDUAL=True, BLOCK=block, num_warps=warps,
+        res_out.stride(0), n, eps, HAS_RESIDUAL=True, BLOCK=block, USE_PDL=pdl, launch_pdl=pdl,
+        num_warps=warps,
     )  # fmt: skip
     return out.view(shape), res_out.view(shape)

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, use_pdl
+
 
 @triton.jit
 def _rope_kernel(
@@ -20,7 +22,10 @@ def _rope_kernel(
     HALF: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_HALF: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    pdl_launch_dependents(USE_PDL)
+    pdl_wait(USE_PDL)
     t = tl.program_id(0).to(tl.int64)
     pos = tl.load(pos_ptr + t).to(tl.int64)
     offs = tl.arange(0, BLOCK_HALF)
@@ -49,9 +54,11 @@ def rope_inplace(
     if x.stride(-1) != 1 or cos_cache.stride(-1) != 1:
         raise ValueError("rope_inplace needs a unit stride in the head dimension")
     half = dim // 2
+    pdl = use_pdl(x, t)
     block_h = min(triton.next_power_of_2(heads), 16)
     _rope_kernel[(t, triton.cdiv(heads, block_h))](
         x, positions, cos_cache, sin_cache, x.stride(0), x.stride(1), cos_cache.stride(0), heads,
-        HALF=half, BLOCK_H=block_h, BLOCK_HALF=triton.next_power_of_2(half), num_warps=4,
+        HALF=half, BLOCK_H=block_h, BLOCK_HALF=triton.next_power_of_2(half), USE_PDL=pdl,
+        launch_pdl=pdl, num_warps=4,
     )  # fmt: skip
     return x
