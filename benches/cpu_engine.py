@@ -4,10 +4,11 @@ Two workloads, both greedy with exactly the asked number of new tokens:
 - batch: 32 concurrent requests with ~100-token prompts, 64 new tokens each; output tokens/s.
   HF runs the 32 prompts as one left-padded batch.
 - batch 1: a 32-token prompt, 128 new tokens; tokens/s end to end.
-Both run in this process one after the other on the same weights (the GGUF, dequantized) in
-the same dtype, for each of `--dtypes` (float32: the exact-match reference dtype; bfloat16:
-what a CPU with AMX / AVX512-BF16 serves in); the ratio sglrs / HF is printed and written to
-benches/results/cpu_engine.{json,png}.
+Both run on the same weights (the GGUF, dequantized) in the same dtype, for each of `--dtypes`
+(float32: the exact-match reference dtype; bfloat16: what a CPU with AMX / AVX512-BF16 serves
+in), sglrs and HF taking turns run by run (this shared 2-core VM's speed drifts over minutes;
+alternating keeps a drift out of the ratio); the medians' ratio sglrs / HF is printed and
+written, with every run's tokens/s, to benches/results/cpu_engine.{json,png}.
 
     python benches/cpu_engine.py [--runs 3] [--dtypes float32 bfloat16]
 """
@@ -93,7 +94,7 @@ def main() -> None:
         "batch32_in100_out64": (prompts(tokenizer, 32, 100, 0), 64),
         "batch1_in32_out128": (prompts(tokenizer, 1, 32, 1), 128),
     }
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float | list[float]]] = {}
     for dtype in args.dtypes:
         results.update(run_dtype(gguf, tokenizer, workloads, dtype, args.runs))
     print(f"{'dtype/workload':<32} {'sglrs tok/s':>12} {'HF tok/s':>10} {'sglrs/HF':>9}")
@@ -120,27 +121,34 @@ def main() -> None:
 
 def run_dtype(
     gguf: str, tokenizer, workloads: dict, dtype: str, runs: int
-) -> dict[str, dict[str, float]]:
-    """sglrs then HF on every workload, both in `dtype`; keys are "<dtype>/<workload>"."""
-    results: dict[str, dict[str, float]] = {}
-    with Engine(model_path=gguf, dtype=dtype, log_level="warning") as engine:
-        time_sglrs(engine, workloads["batch1_in32_out128"][0], 8)  # warm-up
-        for name, (batch, new) in workloads.items():
-            t = statistics.median(time_sglrs(engine, batch, new) for _ in range(runs))
-            results[f"{dtype}/{name}"] = {"sglrs_tok_s": len(batch) * new / t}
+) -> dict[str, dict[str, float | list[float]]]:
+    """sglrs and HF in turn on every workload, both in `dtype`; keys are "<dtype>/<workload>"."""
+    times: dict[str, dict[str, list[float]]] = {n: {"sglrs": [], "hf": []} for n in workloads}
     hf = hf_llama(gguf, load_model_config(gguf)).to(getattr(torch, dtype))
     pad = tokenizer.pad_token_id or 0
-    time_hf(hf, workloads["batch1_in32_out128"][0], 8, pad)  # warm-up
-    for name, (batch, new) in workloads.items():
-        r = results[f"{dtype}/{name}"]
-        t = statistics.median(time_hf(hf, batch, new, pad) for _ in range(runs))
-        r["hf_tok_s"] = len(batch) * new / t
-        r["ratio"] = r["sglrs_tok_s"] / r["hf_tok_s"]
+    with Engine(model_path=gguf, dtype=dtype, log_level="warning") as engine:
+        time_sglrs(engine, workloads["batch1_in32_out128"][0], 8)  # warm-up
+        time_hf(hf, workloads["batch1_in32_out128"][0], 8, pad)
+        for _ in range(runs):
+            for name, (batch, new) in workloads.items():
+                times[name]["sglrs"].append(time_sglrs(engine, batch, new))
+                times[name]["hf"].append(time_hf(hf, batch, new, pad))
     del hf
+    results: dict[str, dict[str, float | list[float]]] = {}
+    for name, (batch, new) in workloads.items():
+        tokens = len(batch) * new
+        sglrs, peer = (statistics.median(times[name][side]) for side in ("sglrs", "hf"))
+        results[f"{dtype}/{name}"] = {
+            "sglrs_tok_s": tokens / sglrs,
+            "hf_tok_s": tokens / peer,
+            "ratio": peer / sglrs,
+            "sglrs_runs_tok_s": [round(tokens / t, 1) for t in times[name]["sglrs"]],
+            "hf_runs_tok_s": [round(tokens / t, 1) for t in times[name]["hf"]],
+        }
     return results
 
 
-def plot(results: dict[str, dict[str, float]], path: Path) -> None:
+def plot(results: dict[str, dict[str, float | list[float]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,5 +1,5 @@
-"""The fused bf16 CPU decode step (one Rust call per layer) gives exactly the op-by-op path's
-logits, and steps aside where it does not apply."""
+"""The fused CPU decode step (one Rust call per layer; bfloat16 on AMX, float32 on AVX-512)
+gives exactly the op-by-op path's logits, and steps aside where it does not apply."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from step_plans import PlanBuilder
 from tiny_hf import save_tiny, tiny_hf_model
 
 from sglrs.kv_cache import KVBudget
-from sglrs.layers import amx_linear
+from sglrs.layers import amx_linear, f32_linear
 from sglrs.model_loader import LoadConfig, load_model_config
 from sglrs.models import cpu_decode_step
 from sglrs.runner.model_runner import ModelRunner
 
 needs_amx = pytest.mark.skipif(not amx_linear.available(), reason="no AMX-BF16 on this CPU")
+needs_avx512 = pytest.mark.skipif(not f32_linear.available(), reason="no AVX-512 on this CPU")
+DTYPES = [
+    pytest.param("bfloat16", marks=needs_amx),
+    pytest.param("float32", marks=needs_avx512),
+]
 
 
 def _decode_logits(runner: ModelRunner, monkeypatch, fused: bool) -> torch.Tensor:
@@ -33,12 +38,12 @@ def _decode_logits(runner: ModelRunner, monkeypatch, fused: bool) -> torch.Tenso
     return torch.stack(steps)
 
 
-@needs_amx
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("heads", [(4, 2), (2, 1)])  # head_dim 16 and 32
-def test_fused_decode_matches_the_op_by_op_path(tmp_path, monkeypatch, heads):
+def test_fused_decode_matches_the_op_by_op_path(tmp_path, monkeypatch, heads, dtype):
     q_heads, kv_heads = heads
     hf = tiny_hf_model("llama", num_attention_heads=q_heads, num_key_value_heads=kv_heads)
-    runner = _runner(save_tiny(hf, tmp_path), "bfloat16")
+    runner = _runner(save_tiny(hf, tmp_path), dtype)
     used = _spy(monkeypatch)
     op_by_op = _decode_logits(runner, monkeypatch, False)
     assert not any(used)
@@ -47,9 +52,15 @@ def test_fused_decode_matches_the_op_by_op_path(tmp_path, monkeypatch, heads):
     assert torch.equal(fused, op_by_op)
 
 
-@needs_amx
-def test_float32_models_keep_the_op_by_op_path(tmp_path, monkeypatch):
-    runner = _runner(save_tiny(tiny_hf_model("llama"), tmp_path), "float32")
+@needs_avx512
+def test_float16_models_and_disabled_kernels_keep_the_op_by_op_path(tmp_path, monkeypatch):
+    path = save_tiny(tiny_hf_model("llama"), tmp_path)
+    runner = _runner(path, "float16")
+    used = _spy(monkeypatch)
+    _decode_logits(runner, monkeypatch, True)
+    assert used and not any(used)
+    monkeypatch.setenv(f32_linear.DISABLE_ENV, "1")  # float32 weights stay on oneDNN
+    runner = _runner(path, "float32")
     used = _spy(monkeypatch)
     _decode_logits(runner, monkeypatch, True)
     assert used and not any(used)

@@ -110,31 +110,17 @@ pub fn linear(
     threads: usize,
 ) -> Result<(), DecodeError> {
     check_weight(n, k)?;
-    if x.len() != m * k {
-        return shape_err(format!("x has {} elements, expected {m} x {k}", x.len()));
-    }
-    if packed.len() != n * k {
-        return shape_err(format!(
-            "packed weight has {} elements, expected {n} x {k}",
-            packed.len()
-        ));
-    }
-    if out.len() != m * n {
-        return shape_err(format!(
-            "out has {} elements, expected {m} x {n}",
-            out.len()
-        ));
-    }
-    if let Some(b) = bias {
-        if b.len() != n {
-            return shape_err(format!("bias has {} elements, expected {n}", b.len()));
-        }
-    }
-    if threads == 0 {
-        return Err(DecodeError::Threads(
-            "num_threads must be at least 1".into(),
-        ));
-    }
+    crate::check_linear_call(
+        "amx linear",
+        m,
+        k,
+        n,
+        x.len(),
+        packed.len(),
+        out.len(),
+        bias.map(|b| b.len()),
+        threads,
+    )?;
     if !available() {
         return shape_err("this CPU or OS has no AMX-BF16 tiles".into());
     }

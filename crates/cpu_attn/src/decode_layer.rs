@@ -1,15 +1,17 @@
-//! One Llama-family decoder layer of a bf16 decode step in a single call: add + RMSNorm, the
-//! fused q/k/v projection, rope on q and k, the new K/V rows stored at their slots, paged decode
+//! One Llama-family decoder layer of a decode step in a single call: add + RMSNorm, the fused
+//! q/k/v projection, rope on q and k, the new K/V rows stored at their slots, paged decode
 //! attention, the output projection, add + RMSNorm, the gate/up projection, SiLU * up and the
-//! down projection. The projections run on AMX ([`crate::amx_linear`]), the rest on the
-//! crate's kernels, in the same order and with the same rounding as the op-by-op CPU path, so
-//! the results are identical to it; what goes is the interpreter and allocator work between
-//! ~10 ops per layer (~5 ms of a 36 ms step on SmolLM2 at batch 32).
+//! down projection. The projections run on AMX in bfloat16 ([`crate::amx_linear`]) and on
+//! AVX-512 in float32 ([`crate::f32_linear`]), the rest on the crate's kernels, in the same
+//! order and with the same rounding as the op-by-op CPU path, so the results are identical to
+//! it; what goes is the interpreter and allocator work between ~10 ops per layer (~5 ms of a
+//! 36 ms bf16 step on SmolLM2 at batch 32, ~15 ms of a 40 ms float32 step at batch 1).
 
 use std::cell::RefCell;
 
 use crate::amx_linear::{self, LinearOut};
-use crate::element::Bf16;
+use crate::element::{Bf16, Element};
+use crate::f32_linear;
 use crate::layer_ops::{add_rms_norm, rms_norm, rope, silu_and_mul};
 use crate::{DecodeError, DecodeShape, PagedDecode};
 
@@ -17,25 +19,87 @@ fn shape_err<T>(message: String) -> Result<T, DecodeError> {
     Err(DecodeError::Shape(format!("decode layer: {message}")))
 }
 
-/// The weights of one layer: norms `[hidden]`, projections packed by [`amx_linear::pack`].
+/// An element type with a packed linear kernel for decode rows and a scratch buffer.
+pub trait LayerElement: Element + Default {
+    /// `y = x W^T` for `m` rows, `W` `[n, k]` packed for this type's kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        x: &[Self],
+        m: usize,
+        k: usize,
+        packed: &[Self],
+        n: usize,
+        y: &mut [Self],
+        threads: usize,
+    ) -> Result<(), DecodeError>;
+
+    /// Runs `f` on this thread's scratch buffer of this type.
+    fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
+}
+
+thread_local! {
+    /// The intermediate rows of a call, reused by the next (a step calls once per layer).
+    static SCRATCH_BF16: RefCell<Vec<Bf16>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// bfloat16: projections packed by [`amx_linear::pack`].
+impl LayerElement for Bf16 {
+    fn linear(
+        x: &[Self],
+        m: usize,
+        k: usize,
+        packed: &[Self],
+        n: usize,
+        y: &mut [Self],
+        threads: usize,
+    ) -> Result<(), DecodeError> {
+        amx_linear::linear(x, m, k, packed, n, None, LinearOut::Bf16(y), threads)
+    }
+
+    fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+        SCRATCH_BF16.with(|cell| f(&mut cell.borrow_mut()))
+    }
+}
+
+/// float32: projections packed by [`f32_linear::pack`].
+impl LayerElement for f32 {
+    fn linear(
+        x: &[Self],
+        m: usize,
+        k: usize,
+        packed: &[Self],
+        n: usize,
+        y: &mut [Self],
+        threads: usize,
+    ) -> Result<(), DecodeError> {
+        f32_linear::linear(x, m, k, packed, n, None, y, threads)
+    }
+
+    fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+        SCRATCH_F32.with(|cell| f(&mut cell.borrow_mut()))
+    }
+}
+
+/// The weights of one layer: norms `[hidden]`, projections packed for `T`'s kernel.
 #[derive(Clone, Copy)]
-pub struct LayerWeights<'a> {
-    pub input_norm: &'a [Bf16],
-    pub post_norm: &'a [Bf16],
+pub struct LayerWeights<'a, T> {
+    pub input_norm: &'a [T],
+    pub post_norm: &'a [T],
     pub eps: f32,
     /// `[(q_heads + 2 kv_heads) * head_dim, hidden]`, rows `[q | k | v]`.
-    pub qkv: &'a [Bf16],
+    pub qkv: &'a [T],
     /// `[hidden, q_heads * head_dim]`.
-    pub o: &'a [Bf16],
+    pub o: &'a [T],
     /// `[2 * inter, hidden]`, rows `[gate | up]`.
-    pub gate_up: &'a [Bf16],
+    pub gate_up: &'a [T],
     /// `[hidden, inter]`.
-    pub down: &'a [Bf16],
+    pub down: &'a [T],
     pub inter: usize,
 }
 
 /// This step's attention inputs (see [`PagedDecode`]) and where the new K/V rows go.
-pub struct LayerAttention<'a> {
+pub struct LayerAttention<'a, T> {
     pub q_heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
@@ -44,8 +108,8 @@ pub struct LayerAttention<'a> {
     pub cos: &'a [f32],
     pub sin: &'a [f32],
     /// This layer's `[num_slots, kv_heads, head_dim]` K and V.
-    pub k: &'a mut [Bf16],
-    pub v: &'a mut [Bf16],
+    pub k: &'a mut [T],
+    pub v: &'a mut [T],
     /// `[batch]`: the slot of each request's new token.
     pub out_cache_loc: &'a [i64],
     pub req_to_token: &'a [i32],
@@ -56,20 +120,15 @@ pub struct LayerAttention<'a> {
     pub sliding_window: Option<usize>,
 }
 
-thread_local! {
-    /// The intermediate rows of a call, reused by the next (a step calls once per layer).
-    static SCRATCH: RefCell<Vec<Bf16>> = const { RefCell::new(Vec::new()) };
-}
-
 /// `hidden` `[batch, h]` and `residual` (None in the first layer: the residual is `hidden`)
 /// in; the layer's output into `out` and the new residual into `res_out` (both `[batch, h]`).
-pub fn run(
-    w: &LayerWeights<'_>,
-    a: &mut LayerAttention<'_>,
-    hidden: &[Bf16],
-    residual: Option<&[Bf16]>,
-    out: &mut [Bf16],
-    res_out: &mut [Bf16],
+pub fn run<T: LayerElement>(
+    w: &LayerWeights<'_, T>,
+    a: &mut LayerAttention<'_, T>,
+    hidden: &[T],
+    residual: Option<&[T]>,
+    out: &mut [T],
+    res_out: &mut [T],
     threads: usize,
 ) -> Result<(), DecodeError> {
     let h = w.input_norm.len();
@@ -91,7 +150,7 @@ pub fn run(
         ("res_out", res_out.len(), batch * h),
         (
             "residual",
-            residual.map_or(batch * h, <[Bf16]>::len),
+            residual.map_or(batch * h, <[T]>::len),
             batch * h,
         ),
         ("out_cache_loc", a.out_cache_loc.len(), batch),
@@ -125,8 +184,7 @@ pub fn run(
     if batch == 0 {
         return Ok(());
     }
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.borrow_mut();
+    T::with_scratch(|scratch| {
         let sizes = [
             batch * h,
             batch * qkv_n,
@@ -136,7 +194,7 @@ pub fn run(
         ];
         let total: usize = sizes.iter().sum::<usize>() + batch * (inter + h);
         if scratch.len() < total {
-            scratch.resize(total, Bf16::default());
+            scratch.resize(total, T::default());
         }
         let (normed, rest) = scratch.split_at_mut(sizes[0]);
         let (qkv, rest) = rest.split_at_mut(sizes[1]);
@@ -154,8 +212,8 @@ pub fn run(
             }
             Some(r) => add_rms_norm(hidden, r, w.input_norm, w.eps, normed, res_out, threads)?,
         }
-        let linear = |x: &[Bf16], k: usize, packed: &[Bf16], n: usize, y: &mut [Bf16]| {
-            amx_linear::linear(x, batch, k, packed, n, None, LinearOut::Bf16(y), threads)
+        let linear = |x: &[T], k: usize, packed: &[T], n: usize, y: &mut [T]| {
+            T::linear(x, batch, k, packed, n, y, threads)
         };
         linear(normed, h, w.qkv, qkv_n, qkv)?;
         // q and k heads are adjacent in each row: one rope over both.
@@ -226,33 +284,51 @@ mod tests {
     const QKV_N: usize = (HQ + 2 * HKV) * HD;
     const SLOTS: usize = 16;
 
-    fn values(len: usize, seed: u32) -> Vec<Bf16> {
+    fn values<T: Element>(len: usize, seed: u32) -> Vec<T> {
         (0..len)
             .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1001)
-            .map(|u| Bf16::from_f32(u as f32 / 2000.0 - 0.25))
+            .map(|u| T::from_f32(u as f32 / 2000.0 - 0.25))
             .collect()
     }
 
-    fn packed(n: usize, k: usize, seed: u32) -> (Vec<Bf16>, Vec<Bf16>) {
+    type Pack<T> = fn(&[T], usize, usize, &mut [T]) -> Result<(), DecodeError>;
+
+    fn packed<T: LayerElement>(n: usize, k: usize, seed: u32, pack: Pack<T>) -> Vec<T> {
         let w = values(n * k, seed);
-        let mut p = vec![Bf16::default(); n * k];
-        amx_linear::pack(&w, n, k, &mut p).unwrap();
-        (w, p)
+        let mut p = vec![T::default(); n * k];
+        pack(&w, n, k, &mut p).unwrap();
+        p
     }
 
     #[test]
-    fn stores_the_new_rows_and_treats_no_residual_as_zero() {
+    fn bf16_stores_the_new_rows_and_treats_no_residual_as_zero() {
         if !amx_linear::available() {
             eprintln!("skipped: no AMX-BF16 on this machine");
             return;
         }
+        stores_the_new_rows_and_treats_no_residual_as_zero::<Bf16>(amx_linear::pack);
+    }
+
+    #[test]
+    fn f32_stores_the_new_rows_and_treats_no_residual_as_zero() {
+        if !f32_linear::available() {
+            eprintln!("skipped: no AVX-512 on this machine");
+            return;
+        }
+        stores_the_new_rows_and_treats_no_residual_as_zero::<f32>(f32_linear::pack);
+    }
+
+    fn stores_the_new_rows_and_treats_no_residual_as_zero<T>(pack: Pack<T>)
+    where
+        T: LayerElement + PartialEq + std::fmt::Debug,
+    {
         let batch = 2;
-        let norm = vec![Bf16::from_f32(1.0); H];
-        let ((_, qkv), (_, o), (_, gu), (_, down)) = (
-            packed(QKV_N, H, 1),
-            packed(H, HQ * HD, 2),
-            packed(2 * INTER, H, 3),
-            packed(H, INTER, 4),
+        let norm = vec![T::from_f32(1.0); H];
+        let (qkv, o, gu, down) = (
+            packed(QKV_N, H, 1, pack),
+            packed(H, HQ * HD, 2, pack),
+            packed(2 * INTER, H, 3, pack),
+            packed(H, INTER, 4, pack),
         );
         let w = LayerWeights {
             input_norm: &norm,
@@ -267,16 +343,16 @@ mod tests {
         let cos: Vec<f32> = (0..8 * HD).map(|i| ((i % 7) as f32 * 0.1).cos()).collect();
         let sin: Vec<f32> = (0..8 * HD).map(|i| ((i % 7) as f32 * 0.1).sin()).collect();
         let positions = [0i64, 2];
-        let (k, v) = (values(SLOTS * HKV * HD, 5), values(SLOTS * HKV * HD, 6));
+        let (k, v) = (
+            values::<T>(SLOTS * HKV * HD, 5),
+            values::<T>(SLOTS * HKV * HD, 6),
+        );
         // Request 0 has one position (slot 3); request 1 three (slots 7, 8, then 9).
         let table: Vec<i32> = vec![3, 0, 0, 0, 7, 8, 9, 0];
-        let hidden = values(batch * H, 7);
-        let (mut out, mut res_out) = (
-            vec![Bf16::default(); batch * H],
-            vec![Bf16::default(); batch * H],
-        );
+        let hidden = values::<T>(batch * H, 7);
+        let (mut out, mut res_out) = (vec![T::default(); batch * H], vec![T::default(); batch * H]);
         let attention =
-            |k: &'static mut [Bf16], v: &'static mut [Bf16], loc: &'static [i64]| LayerAttention {
+            |k: &'static mut [T], v: &'static mut [T], loc: &'static [i64]| LayerAttention {
                 q_heads: HQ,
                 kv_heads: HKV,
                 head_dim: HD,
@@ -298,26 +374,16 @@ mod tests {
         let (k, v) = (a.k.to_vec(), a.v.to_vec());
         assert!(out.iter().all(|x| x.to_f32().is_finite()));
         // No residual (the first layer) is a zero residual: hidden + 0 rounds to hidden.
-        let zeros = vec![Bf16::default(); batch * H];
+        let zeros = vec![T::default(); batch * H];
         let (mut out2, mut res2) = (out.clone(), res_out.clone());
         let mut a = attention(k.clone().leak(), v.clone().leak(), &[3, 9]);
         run(&w, &mut a, &hidden, Some(&zeros), &mut out2, &mut res2, 1).unwrap();
         assert_eq!((out2, res2), (out.clone(), res_out.clone()));
         // The stored rows: the normed input's k (roped) and v projections.
-        let mut normed = vec![Bf16::default(); batch * H];
+        let mut normed = vec![T::default(); batch * H];
         rms_norm(&hidden, &norm, 1e-6, &mut normed, 1).unwrap();
-        let mut proj = vec![Bf16::default(); batch * QKV_N];
-        amx_linear::linear(
-            &normed,
-            batch,
-            H,
-            &qkv,
-            QKV_N,
-            None,
-            LinearOut::Bf16(&mut proj),
-            1,
-        )
-        .unwrap();
+        let mut proj = vec![T::default(); batch * QKV_N];
+        T::linear(&normed, batch, H, &qkv, QKV_N, &mut proj, 1).unwrap();
         let width = QKV_N + (HQ + HKV) * HD;
         rope(
             &mut proj[..width],

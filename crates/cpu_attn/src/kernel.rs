@@ -21,6 +21,10 @@ pub(crate) struct Scratch {
     scores: Vec<f32>,
     pub(crate) max: Vec<f32>,
     pub(crate) sum: Vec<f32>,
+    /// The bf16 AVX-512 item's whole-sequence scores then probabilities, `[group, padded]`,
+    /// and the K/V row offset of every position (grown on demand).
+    pub(crate) probs: Vec<f32>,
+    pub(crate) row_offsets: Vec<usize>,
 }
 
 impl Scratch {
@@ -33,6 +37,8 @@ impl Scratch {
             scores: vec![0.0; group * BLOCK],
             max: vec![0.0; group],
             sum: vec![0.0; group],
+            probs: Vec::new(),
+            row_offsets: Vec::new(),
         }
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! [`layer_ops`] holds the other per-layer ops of a CPU decoder step (RMSNorm with the residual
 //! add, SiLU-and-mul, rotary embedding in place), each a single pass over its rows;
-//! [`amx_linear`] the bf16 linear layers of a decode step on AMX tiles, and [`decode_layer`] a
-//! whole bf16 decoder layer of a decode step in one call.
+//! [`amx_linear`] the bf16 linear layers of a decode step on AMX tiles, [`f32_linear`] the f32
+//! ones on AVX-512, and [`decode_layer`] a whole bf16 or f32 decoder layer of a decode step in
+//! one call.
 
 pub mod amx_linear;
 pub mod decode_layer;
 mod dispatch;
 mod element;
+pub mod f32_linear;
 mod kernel;
 pub mod layer_ops;
 mod math;
@@ -121,6 +123,45 @@ impl std::error::Error for DecodeError {}
 
 fn shape_err<T>(message: String) -> Result<T, DecodeError> {
     Err(DecodeError::Shape(message))
+}
+
+/// Buffer lengths of a packed-weight linear call (`x [m, k]`, packed `[n, k]`, `out [m, n]`,
+/// `bias [n]`) and its thread count; errors are prefixed with `what` (the kernel's name).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_linear_call(
+    what: &str,
+    m: usize,
+    k: usize,
+    n: usize,
+    x_len: usize,
+    packed_len: usize,
+    out_len: usize,
+    bias_len: Option<usize>,
+    threads: usize,
+) -> Result<(), DecodeError> {
+    let err = |message: String| shape_err(format!("{what}: {message}"));
+    if x_len != m * k {
+        return err(format!("x has {x_len} elements, expected {m} x {k}"));
+    }
+    if packed_len != n * k {
+        return err(format!(
+            "packed weight has {packed_len} elements, expected {n} x {k}"
+        ));
+    }
+    if out_len != m * n {
+        return err(format!("out has {out_len} elements, expected {m} x {n}"));
+    }
+    if let Some(b) = bias_len {
+        if b != n {
+            return err(format!("bias has {b} elements, expected {n}"));
+        }
+    }
+    if threads == 0 {
+        return Err(DecodeError::Threads(
+            "num_threads must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl<T: Element> PagedDecode<'_, T> {

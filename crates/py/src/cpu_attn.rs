@@ -1,8 +1,8 @@
 //! `sglrs._core.paged_decode_attention`, the per-layer ops (`rms_norm`, `add_rms_norm`,
 //! `silu_and_mul`, `rope_inplace`), the AMX bf16 linear layers (`amx_pack_bf16`,
-//! `amx_linear_bf16`) and a whole bf16 decode layer (`decode_layer_bf16`): the
-//! `sglrs-cpu-attn` kernels over the memory of CPU torch tensors, passed as addresses
-//! (`tensor.data_ptr()`) with their shapes and strides.
+//! `amx_linear_bf16`), the AVX-512 float32 ones (`f32_pack`, `f32_linear`) and a whole decode
+//! layer (`decode_layer`): the `sglrs-cpu-attn` kernels over the memory of CPU torch
+//! tensors, passed as addresses (`tensor.data_ptr()`) with their shapes and strides.
 //!
 //! Contract: the addresses are those of live CPU tensors with the stated shapes, strides and
 //! dtype, which the caller keeps alive and unmodified during the call (`sglrs.attention.
@@ -537,21 +537,156 @@ fn amx_linear_bf16(
         .map_err(op_err)
 }
 
-/// One bf16 decoder layer of a decode step (`sglrs_cpu_attn::decode_layer`): `hidden`
+// ---- float32 linear layers on AVX-512 (`sglrs_cpu_attn::f32_linear`) ----
+
+/// Whether `f32_linear` runs here (AVX-512F CPU).
+#[pyfunction]
+fn f32_linear_available() -> bool {
+    sglrs_cpu_attn::f32_linear::available()
+}
+
+/// Packs a contiguous float32 weight `[n, k]` into `out_ptr` (`n * k` float32) for
+/// `f32_linear`.
+#[pyfunction]
+#[pyo3(signature = (*, weight_ptr, n, k, out_ptr))]
+fn f32_pack(py: Python<'_>, weight_ptr: usize, n: usize, k: usize, out_ptr: usize) -> PyResult<()> {
+    let len = mul(n, k, "weight")?;
+    let spans = [
+        (span::<f32>(weight_ptr, len, "weight")?, "weight"),
+        (span::<f32>(out_ptr, len, "out")?, "out"),
+    ];
+    check_disjoint(&spans, &[1])?;
+    // SAFETY: the contract above; `out` is disjoint from `weight` (checked).
+    let (w, out) = unsafe { (slice::<f32>(spans[0].0), slice_mut::<f32>(spans[1].0)) };
+    py.detach(|| sglrs_cpu_attn::f32_linear::pack(w, n, k, out))
+        .map_err(op_err)
+}
+
+/// `out = x W^T (+ bias)`: `x` float32 `[m, k]`, the weight packed by `f32_pack`, `bias`
+/// float32 `[n]` or None, `out` float32 `[m, n]` (all contiguous).
+#[pyfunction]
+#[pyo3(signature = (*, x_ptr, m, k, packed_ptr, n, bias_ptr, out_ptr, num_threads))]
+#[allow(clippy::too_many_arguments)]
+fn f32_linear(
+    py: Python<'_>,
+    x_ptr: usize,
+    m: usize,
+    k: usize,
+    packed_ptr: usize,
+    n: usize,
+    bias_ptr: Option<usize>,
+    out_ptr: usize,
+    num_threads: usize,
+) -> PyResult<()> {
+    let mut spans = vec![
+        (span::<f32>(out_ptr, mul(m, n, "out")?, "out")?, "out"),
+        (span::<f32>(x_ptr, mul(m, k, "x")?, "x")?, "x"),
+        (
+            span::<f32>(packed_ptr, mul(n, k, "weight")?, "packed weight")?,
+            "packed weight",
+        ),
+    ];
+    if let Some(b) = bias_ptr {
+        spans.push((span::<f32>(b, n, "bias")?, "bias"));
+    }
+    check_disjoint(&spans, &[0])?;
+    // SAFETY: the contract above; `out` is disjoint from every input (checked).
+    let (out, x, w, bias) = unsafe {
+        (
+            slice_mut::<f32>(spans[0].0),
+            slice::<f32>(spans[1].0),
+            slice::<f32>(spans[2].0),
+            spans.get(3).map(|s| slice::<f32>(s.0)),
+        )
+    };
+    py.detach(|| sglrs_cpu_attn::f32_linear::linear(x, m, k, w, n, bias, out, num_threads))
+        .map_err(op_err)
+}
+
+/// One decoder layer of a decode step (`sglrs_cpu_attn::decode_layer`) in `dtype` (0 float32,
+/// 1 bfloat16; every activation, weight and K/V buffer in it): `hidden`
 /// `[batch, h]` and `residual` (None in the first layer) in, the layer's output into `out` and
 /// the new residual into `res_out`; this layer's K/V rows of the new tokens are stored at
 /// `out_cache_loc`. `weights`: addresses of (input norm, post-attention norm, qkv, o, gate_up,
-/// down), the projections packed by `amx_pack_bf16`; `sizes`: (h, inter, q_heads, kv_heads,
+/// down), the projections packed by `f32_pack` / `amx_pack_bf16`; `sizes`: (h, inter, q_heads, kv_heads,
 /// head_dim). The attention arguments are those of `paged_decode_attention`; `positions` and
 /// `out_cache_loc` are int64 `[batch]`, `cos`/`sin` float32 `[max_position, head_dim]`.
 #[pyfunction]
 #[pyo3(signature = (
-    *, hidden_ptr, residual_ptr, out_ptr, res_out_ptr, batch, weights, sizes, eps,
+    *, dtype, hidden_ptr, residual_ptr, out_ptr, res_out_ptr, batch, weights, sizes, eps,
     positions_ptr, cos_ptr, sin_ptr, max_position, k_ptr, v_ptr, num_slots, out_cache_loc_ptr,
     table_ptr, table_shape, req_pool_indices, seq_lens, scale, sliding_window, num_threads
 ))]
 #[allow(clippy::too_many_arguments)]
-fn decode_layer_bf16(
+fn decode_layer(
+    py: Python<'_>,
+    dtype: u8,
+    hidden_ptr: usize,
+    residual_ptr: Option<usize>,
+    out_ptr: usize,
+    res_out_ptr: usize,
+    batch: usize,
+    weights: (usize, usize, usize, usize, usize, usize),
+    sizes: (usize, usize, usize, usize, usize),
+    eps: f64,
+    positions_ptr: usize,
+    cos_ptr: usize,
+    sin_ptr: usize,
+    max_position: usize,
+    k_ptr: usize,
+    v_ptr: usize,
+    num_slots: usize,
+    out_cache_loc_ptr: usize,
+    table_ptr: usize,
+    table_shape: (usize, usize),
+    req_pool_indices: &Bound<'_, PyAny>,
+    seq_lens: &Bound<'_, PyAny>,
+    scale: f64,
+    sliding_window: Option<usize>,
+    num_threads: usize,
+) -> PyResult<()> {
+    // One argument list for both element types.
+    macro_rules! run_as {
+        ($t:ty) => {
+            decode_layer_as::<$t>(
+                py,
+                hidden_ptr,
+                residual_ptr,
+                out_ptr,
+                res_out_ptr,
+                batch,
+                weights,
+                sizes,
+                eps,
+                positions_ptr,
+                cos_ptr,
+                sin_ptr,
+                max_position,
+                k_ptr,
+                v_ptr,
+                num_slots,
+                out_cache_loc_ptr,
+                table_ptr,
+                table_shape,
+                req_pool_indices,
+                seq_lens,
+                scale,
+                sliding_window,
+                num_threads,
+            )
+        };
+    }
+    match dtype {
+        F32 => run_as!(f32),
+        BF16 => run_as!(Bf16),
+        other => Err(PyValueError::new_err(format!(
+            "decode_layer: dtype code {other} is not 0 (float32) or 1 (bfloat16)"
+        ))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_layer_as<T: sglrs_cpu_attn::decode_layer::LayerElement>(
     py: Python<'_>,
     hidden_ptr: usize,
     residual_ptr: Option<usize>,
@@ -589,23 +724,20 @@ fn decode_layer_bf16(
     let table = mul(max_position, head_dim, "cos")?;
     let (n_in, n_post, n_qkv, n_o, n_gu, n_down) = weights;
     let mut spans = vec![
-        (span::<Bf16>(out_ptr, act, "out")?, "out"),
-        (span::<Bf16>(res_out_ptr, act, "res_out")?, "res_out"),
-        (span::<Bf16>(k_ptr, kv_len, "k_buffer")?, "k_buffer"),
-        (span::<Bf16>(v_ptr, kv_len, "v_buffer")?, "v_buffer"),
-        (span::<Bf16>(hidden_ptr, act, "hidden")?, "hidden"),
-        (span::<Bf16>(n_in, h, "input norm")?, "input norm"),
-        (span::<Bf16>(n_post, h, "post norm")?, "post norm"),
-        (span::<Bf16>(n_qkv, mul(qkv_n, h, "qkv")?, "qkv")?, "qkv"),
-        (span::<Bf16>(n_o, mul(h, q_size, "o")?, "o")?, "o"),
+        (span::<T>(out_ptr, act, "out")?, "out"),
+        (span::<T>(res_out_ptr, act, "res_out")?, "res_out"),
+        (span::<T>(k_ptr, kv_len, "k_buffer")?, "k_buffer"),
+        (span::<T>(v_ptr, kv_len, "v_buffer")?, "v_buffer"),
+        (span::<T>(hidden_ptr, act, "hidden")?, "hidden"),
+        (span::<T>(n_in, h, "input norm")?, "input norm"),
+        (span::<T>(n_post, h, "post norm")?, "post norm"),
+        (span::<T>(n_qkv, mul(qkv_n, h, "qkv")?, "qkv")?, "qkv"),
+        (span::<T>(n_o, mul(h, q_size, "o")?, "o")?, "o"),
         (
-            span::<Bf16>(n_gu, mul(2 * inter, h, "gate_up")?, "gate_up")?,
+            span::<T>(n_gu, mul(2 * inter, h, "gate_up")?, "gate_up")?,
             "gate_up",
         ),
-        (
-            span::<Bf16>(n_down, mul(h, inter, "down")?, "down")?,
-            "down",
-        ),
+        (span::<T>(n_down, mul(h, inter, "down")?, "down")?, "down"),
         (span::<i64>(positions_ptr, batch, "positions")?, "positions"),
         (span::<f32>(cos_ptr, table, "cos")?, "cos"),
         (span::<f32>(sin_ptr, table, "sin")?, "sin"),
@@ -623,31 +755,31 @@ fn decode_layer_bf16(
         ),
     ];
     if let Some(r) = residual_ptr {
-        spans.push((span::<Bf16>(r, act, "residual")?, "residual"));
+        spans.push((span::<T>(r, act, "residual")?, "residual"));
     }
     check_disjoint(&spans, &[0, 1, 2, 3])?;
     // SAFETY: the module contract; the written buffers (out, res_out, K, V) share no byte with
     // any other buffer of the call (checked).
     let (out, res_out, k, v) = unsafe {
         (
-            slice_mut::<Bf16>(spans[0].0),
-            slice_mut::<Bf16>(spans[1].0),
-            slice_mut::<Bf16>(spans[2].0),
-            slice_mut::<Bf16>(spans[3].0),
+            slice_mut::<T>(spans[0].0),
+            slice_mut::<T>(spans[1].0),
+            slice_mut::<T>(spans[2].0),
+            slice_mut::<T>(spans[3].0),
         )
     };
     // SAFETY: as above (read-only inputs).
     let (hidden, w, positions, cos, sin, loc, req_to_token, residual) = unsafe {
         (
-            slice::<Bf16>(spans[4].0),
+            slice::<T>(spans[4].0),
             LayerWeights {
-                input_norm: slice::<Bf16>(spans[5].0),
-                post_norm: slice::<Bf16>(spans[6].0),
+                input_norm: slice::<T>(spans[5].0),
+                post_norm: slice::<T>(spans[6].0),
                 eps: eps as f32,
-                qkv: slice::<Bf16>(spans[7].0),
-                o: slice::<Bf16>(spans[8].0),
-                gate_up: slice::<Bf16>(spans[9].0),
-                down: slice::<Bf16>(spans[10].0),
+                qkv: slice::<T>(spans[7].0),
+                o: slice::<T>(spans[8].0),
+                gate_up: slice::<T>(spans[9].0),
+                down: slice::<T>(spans[10].0),
                 inter,
             },
             slice::<i64>(spans[11].0),
@@ -655,7 +787,7 @@ fn decode_layer_bf16(
             slice::<f32>(spans[13].0),
             slice::<i64>(spans[14].0),
             slice::<i32>(spans[15].0),
-            spans.get(16).map(|s| slice::<Bf16>(s.0)),
+            spans.get(16).map(|s| slice::<T>(s.0)),
         )
     };
     let mut attention = LayerAttention {
@@ -690,10 +822,13 @@ fn decode_layer_bf16(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(decode_layer_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_layer, m)?)?;
     m.add_function(wrap_pyfunction!(amx_linear_available, m)?)?;
     m.add_function(wrap_pyfunction!(amx_pack_bf16, m)?)?;
     m.add_function(wrap_pyfunction!(amx_linear_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(f32_linear_available, m)?)?;
+    m.add_function(wrap_pyfunction!(f32_pack, m)?)?;
+    m.add_function(wrap_pyfunction!(f32_linear, m)?)?;
     m.add_function(wrap_pyfunction!(paged_decode_attention, m)?)?;
     m.add_function(wrap_pyfunction!(rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(add_rms_norm, m)?)?;

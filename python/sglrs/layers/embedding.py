@@ -17,7 +17,7 @@ from sglrs.distributed.comm import all_gather_last_dim, all_reduce
 from sglrs.layers.amx_linear import AmxWeight
 from sglrs.layers.cuda_linear import device_linear
 from sglrs.layers.linear import WeightLoadError, copy_weight
-from sglrs.layers.packed_linear import packed_linear, prepack_weight
+from sglrs.layers.packed_linear import Packed, packed_linear, prepack_weight
 from sglrs.model_loader.sharding import narrow_weight, vocab_shard, weight_shape
 
 
@@ -90,7 +90,7 @@ class LMHead(nn.Module):
         else:
             self.shard = _VocabRows(vocab_size, hidden_size, tp_rank, tp_size)
             self.weight = self.shard.new_weight()
-        self._packed: torch.Tensor | AmxWeight | None = None
+        self._packed: Packed | None = None
 
     def prepack(self) -> bool:
         """Pack the loaded (or tied) weight for the CPU matmul (see packed_linear)."""

@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from sglrs.distributed.comm import all_reduce
-from sglrs.layers.amx_linear import AmxWeight
 from sglrs.layers.cuda_linear import device_linear
-from sglrs.layers.packed_linear import prepack_weight
+from sglrs.layers.packed_linear import Packed, prepack_weight
 from sglrs.model_loader.sharding import full_weight, narrow_weight, split_heads, weight_shape
 
 
@@ -56,7 +55,7 @@ class ReplicatedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
         for p in self.parameters():
             _attach_loader(p, self.weight_loader)
-        self._packed: torch.Tensor | AmxWeight | None = None
+        self._packed: Packed | None = None
 
     def prepack(self) -> bool:
         """Pack the loaded weight for the CPU matmul (see packed_linear); reloading a weight
