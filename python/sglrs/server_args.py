@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,12 @@ class ServerArgs:
     )
 
     def __post_init__(self) -> None:
+        # Paths may come as pathlib objects (Engine(Path(...))): keep them as the strings the
+        # processes' JSON hand-off carries.
+        for name in ("model_path", "tokenizer_path"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
         self.validate()
 
     def validate(self) -> None:

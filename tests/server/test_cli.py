@@ -72,3 +72,13 @@ def test_startup_line_says_where_and_what():
     line = describe(args, info)
     assert "http://127.0.0.1:4321" in line and "/m/tiny" in line
     assert "LlamaForCausalLM" in line and "context 2048" in line and "float32" in line
+
+
+def test_path_objects_become_strings():
+    """Engine(Path(...)) works: the args are handed to the processes as JSON."""
+    import json
+    from pathlib import Path
+
+    args = ServerArgs(model_path=Path("/models/x"), tokenizer_path=Path("/tok"))
+    assert (args.model_path, args.tokenizer_path) == ("/models/x", "/tok")
+    json.dumps(args.to_dict())
