@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 _LENGTH, _STOP_TOKEN, _PYTHON_FINISH, _ABORT, _ABORT_KV = range(5)
 PROMPT_TAIL_TOKENS = 8  # prompt context the detokenizer needs for its first token
 CPU_DEFAULT_RUNNING_REQUESTS = 64
-CPU_CHUNKED_PREFILL_SIZE = 2048
+CPU_CHUNKED_PREFILL_SIZE = 4096
 GPU_DEFAULT_RUNNING_REQUESTS = 512
 
 
@@ -132,9 +132,13 @@ def chunked_prefill_size(args: ServerArgs, device: torch.device) -> int | None:
 def default_chunked_prefill_size(device: torch.device) -> int:
     """16k-token chunks on a large GPU (bigger GEMMs: the offline workload of
     benches/gpu_targets.py ran at 8,588 tok/s against 8,015 with 8k chunks on an H100), 8k on
-    smaller ones, 2048 on the CPU: a chunk is one synchronous forward there (~0.3-0.5 s at 2048
-    bf16 tokens on 2 cores), and the bf16 AMX matmuls run ~2x faster at 2048 rows than at 512
-    (32 ~100-token prompts: 1.72 s of CPU with 512-token chunks, 1.43 s at 1024, 1.36 s at 2048)."""
+    smaller ones, 4096 on the CPU (SGLang's value for 35-60 GB GPUs): the bf16 AMX matmuls run
+    ~2x faster at 2048 rows than at 512 (32 ~100-token prompts: 1.72 s of CPU with 512-token
+    chunks, 1.43 s at 1024, 1.36 s at 2048), and the same 32 prompts in one 3.2k-token step
+    instead of 2048 + 1176 took the batch-32 workload of benches/cpu_engine.py from a median of
+    ~500-550 to ~550-640 output tok/s (bf16, 2 cores, two interleaved runs of 4 and 6 pairs).
+    The cost is a longer pause of running decodes while a chunk runs (~1 s at 4096 bf16 tokens
+    on 2 cores); `--chunked-prefill-size 2048` halves it."""
     from sglrs.kv_cache.sizing import large_gpu
 
     if device.type != "cuda":
