@@ -29,7 +29,7 @@ IDLE_CHECK_INTERVAL_S = 5.0
 # CPU only: waking from idle, keep receiving while messages follow each other within
 # BURST_GAP_MS (a client's batch arrives as a burst of requests), for at most BURST_MAX_S.
 # Otherwise the first request is prefilled alone and the rest wait for that step: with 32
-# ~100-token prompts, a 104-token step of 0.1-0.24 s before the 2048-token chunk.
+# ~100-token prompts, a 104-token step of 0.1-0.24 s before the others' prefill.
 BURST_GAP_MS = 1
 BURST_MAX_S = 0.02
 PROFILE_ENV = "SGLRS_PROFILE_DIR"  # a directory: the step loop runs under cProfile
@@ -113,7 +113,7 @@ class _Loop:
         self.running = True
         self.last_check = time.monotonic()
         self.trace = StepTrace.from_env()
-        self.gather_bursts = getattr(core, "device", None) is not None and core.device.type == "cpu"
+        self.gather_bursts = core.device.type == "cpu"
 
     def run(self) -> None:
         while self.running:

@@ -37,7 +37,7 @@ def use_pdl(x: torch.Tensor, rows: int) -> bool:
     at most `PDL_MAX_ROWS` rows, not disabled)."""
     if not x.is_cuda or rows > PDL_MAX_ROWS or os.environ.get("SGLRS_DISABLE_PDL") == "1":
         return False
-    return _device_supports_pdl(x.device.index if x.device.index is not None else 0)
+    return _device_supports_pdl(x.device.index)  # a CUDA tensor's device has its index
 
 
 @triton.jit
