@@ -1,6 +1,7 @@
-"""All-reduce latency inside CUDA graphs on one host: NCCL against sglrs' one-shot
-symmetric-memory path (`sglrs.distributed.custom_all_reduce`), bf16, tensors of 1 to 8192
-rows of the Llama-3.1-8B hidden size (8 KB to 64 MB). A decode step all-reduces two
+"""All-reduce latency inside CUDA graphs on one host: NCCL against sglrs' custom paths
+(`sglrs.distributed.custom_all_reduce`: torch's one-shot symmetric-memory op, and the push
+kernel for decode sizes), bf16, tensors of 1 to 8192 rows of the Llama-3.1-8B hidden size
+(8 KB to 64 MB). A decode step all-reduces two
 `[batch, 4096]` tensors per layer, so the small sizes set the batch-1 latency of tensor
 parallelism.
 
@@ -65,7 +66,7 @@ def time_graph(fn: Any, x: torch.Tensor, replays: int = 20) -> float:
 
 def worker(rank: int, tp: int, init_file: str, out_path: str) -> None:
     os.environ.update({"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"})
-    from sglrs.distributed.custom_all_reduce import CustomAllReduce
+    from sglrs.distributed.custom_all_reduce import PUSH_MAX_BYTES, CustomAllReduce
 
     device = torch.device("cuda", rank)
     torch.cuda.set_device(device)
@@ -86,23 +87,28 @@ def worker(rank: int, tp: int, init_file: str, out_path: str) -> None:
         x = torch.randn(rows, HIDDEN, dtype=torch.bfloat16, device=device) * (rank + 1)
         expect = x.clone()
         dist.all_reduce(expect, group=group)
-        got = custom(x)
-        torch.testing.assert_close(got, expect, rtol=2e-2, atol=2e-2)
         nbytes = x.numel() * 2
+        push = custom.push if custom.push is not None and nbytes <= PUSH_MAX_BYTES else None
+        for method in (custom.one_shot, push):
+            if method is not None:
+                got = method(x)
+                torch.testing.assert_close(got, expect, rtol=2e-2, atol=2e-2)
         row = {
             "rows": rows,
             "bytes": nbytes,
             "nccl_us": time_graph(nccl, x.clone()),
-            "one_shot_us": time_graph(custom, x),
+            "one_shot_us": time_graph(custom.one_shot, x),
+            "push_us": time_graph(push, x) if push is not None else None,
             "floor_us": nbytes * (tp - 1) / tp * 2 / (NVLINK_GBPS * 1e3),
         }
         rows_out.append(row)
         if rank == 0:
+            best = min(t for t in (row["one_shot_us"], row["push_us"]) if t is not None)
+            push_text = f"{row['push_us']:>8.1f}" if push is not None else "       -"
             print(
                 f"{rows:>6} rows {nbytes / 1024:>9.0f} KiB  nccl {row['nccl_us']:>8.1f} us  "
-                f"one-shot {row['one_shot_us']:>8.1f} us  "
-                f"ratio {row['nccl_us'] / row['one_shot_us']:>5.2f}x  "
-                f"floor {row['floor_us']:>7.1f} us",
+                f"one-shot {row['one_shot_us']:>8.1f} us  push {push_text} us  "
+                f"nccl/best {row['nccl_us'] / best:>5.2f}x  floor {row['floor_us']:>7.1f} us",
                 flush=True,
             )
     if rank == 0:
@@ -116,7 +122,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     kib = [r["bytes"] / 1024 for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.loglog(kib, [r["nccl_us"] for r in rows], "o-", label="NCCL")
-    ax.loglog(kib, [r["one_shot_us"] for r in rows], "s-", label="sglrs one-shot (symm mem)")
+    ax.loglog(kib, [r["one_shot_us"] for r in rows], "s-", label="torch one-shot (symm mem)")
+    pushed = [r for r in rows if r.get("push_us") is not None]
+    ax.loglog(
+        [r["bytes"] / 1024 for r in pushed], [r["push_us"] for r in pushed], "^-",
+        label="sglrs push kernel",
+    )  # fmt: skip
     ax.loglog(kib, [r["floor_us"] for r in rows], "k--", label="NVLink bytes floor")
     ax.set_xlabel("tensor size (KiB, bf16)")
     ax.set_ylabel("µs per all-reduce (in a CUDA graph)")

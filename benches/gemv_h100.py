@@ -46,6 +46,12 @@ SHAPES = {
     "gate_up_tp2": (14336, 4096),
     "down_tp2": (4096, 7168),
     "lm_head_tp2": (64128, 4096),
+    # ... and at tensor parallel 4.
+    "qkv_tp4": (1536, 4096),
+    "o_tp4": (4096, 1024),
+    "gate_up_tp4": (7168, 4096),
+    "down_tp4": (4096, 3584),
+    "lm_head_tp4": (32064, 4096),
 }
 ROWS = (1, 2, 4, 8)
 ROTATE_BYTES = 400e6  # > 8x the H100's 50 MB L2

@@ -68,3 +68,46 @@ def test_kv_store():
     kern.kv_store(kd, vd, loc.to(DEVICE), dev[:, 16:32].view(4, 2, 8), dev[:, 32:].view(4, 2, 8))
     k_buf[loc], v_buf[loc] = k, v
     assert torch.equal(kd.cpu(), k_buf) and torch.equal(vd.cpu(), v_buf)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rope_store_equals_rope_then_kv_store(dtype):
+    """The fused rope + KV store: the same q/k in place and the same pool as rope_inplace on
+    q and k heads, then kv_store of the rotated k and v (fused QKV rows, 3 q / 2 kv heads)."""
+    rot, store = load_kernel("rotary"), load_kernel("kv_store")
+    t, hq, hkv, d = 4, 3, 2, 16
+    qkv = torch.randn(t, (hq + 2 * hkv) * d).to(dtype).to(DEVICE)
+    pos = torch.tensor([5, 0, 17, 3], device=DEVICE)
+    inv = 1.0 / (10000 ** (torch.arange(0, d, 2).float() / d))
+    emb = torch.arange(64).float()[:, None] * inv[None, :]
+    cos, sin = (
+        torch.cat((emb, emb), -1).cos().to(DEVICE),
+        torch.cat((emb, emb), -1).sin().to(DEVICE),
+    )
+    loc = torch.tensor([7, 0, 3, 9], device=DEVICE)
+    bufs = [torch.zeros(10, hkv, d, dtype=dtype, device=DEVICE) for _ in range(4)]
+
+    def views(x):
+        return x[:, : (hq + hkv) * d].view(t, hq + hkv, d), x[:, (hq + hkv) * d :].view(t, hkv, d)
+
+    ref, fused = qkv.clone(), qkv.clone()
+    qk, v = views(ref)
+    rot.rope_inplace(qk, pos, cos, sin)
+    store.kv_store(bufs[0], bufs[1], loc, qk[:, hq:], v)
+    qk, v = views(fused)
+    rot.rope_store(qk, hq, v, pos, cos, sin, bufs[2], bufs[3], loc)
+    assert torch.equal(fused, ref)
+    assert torch.equal(bufs[2], bufs[0]) and torch.equal(bufs[3], bufs[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_shard_embedding(dtype):
+    """This rank's rows of a vocab-parallel table, zeros for the other ranks' ids."""
+    kern = load_kernel("embedding")
+    weight = torch.randn(7, 40).to(dtype)  # rows 10..16 of the vocabulary; 6 valid
+    ids = torch.tensor([10, 3, 15, 16, 22, 12, 0])
+    out = kern.shard_embedding(ids.to(DEVICE), weight.to(DEVICE), 10, 6).cpu()
+    local = ids - 10
+    mine = (local >= 0) & (local < 6)
+    want = torch.where(mine[:, None], weight[local.clamp(0, 6)], torch.zeros(()).to(dtype))
+    assert torch.equal(out, want)

@@ -20,3 +20,11 @@ class Attention(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, forward_batch: ForwardBatch
     ) -> torch.Tensor:
         return forward_batch.attn_backend.forward(q, k, v, self.layer_id, forward_batch)
+
+    def attend_stored(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, forward_batch: ForwardBatch
+    ) -> torch.Tensor:
+        """`forward` when the new tokens' k/v are already in the pool (stored with the rope)."""
+        if forward_batch.batch_size == 0:
+            return torch.empty_like(q)
+        return forward_batch.attn_backend.attend(q, k, v, self.layer_id, forward_batch)

@@ -1,10 +1,11 @@
 """Collectives over the tensor-parallel group; identity when there is none (tp 1).
 
 All-reduce and all-gather go through torch.distributed on the device group, so with NCCL they
-can be captured in a CUDA graph; small all-reduces take the one-shot symmetric-memory kernel
-once `enable_custom_all_reduce` has set it up. `broadcast_bytes` moves a host byte buffer from
-rank 0 over the gloo group in one message when it fits `BROADCAST_CHUNK` (every decode step
-does), else two.
+can be captured in a CUDA graph; small all-reduces take the custom NVLink kernels once
+`enable_custom_all_reduce` has set them up (custom_all_reduce.py), and so does
+`broadcast_ids_from_first`. `broadcast_bytes` moves a host byte buffer from rank 0 over the
+gloo group in one message when it fits `BROADCAST_CHUNK` (a decode step's plan does up to ~50
+requests), else two.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ from sglrs.distributed.custom_all_reduce import (
     DEFAULT_MAX_BYTES,
     MAX_BYTES_BY_WORLD_SIZE,
     CustomAllReduce,
+    PushAllReduce,
     symm_mem_supported,
 )
 from sglrs.distributed.parallel_state import get_tp_group
 
 logger = logging.getLogger(__name__)
 
-BROADCAST_CHUNK = 64 * 1024
+# The first message's size: every step sends it whole, so it is small (a 64 KiB chunk cost a
+# batch-1 decode step at tp 2 ~0.2 ms of host time).
+BROADCAST_CHUNK = 4096
 _LEN_BYTES = 8
 _CUSTOM: CustomAllReduce | None = None
+# Token ids rank 0 broadcasts each step, summed as float32 through the push kernel (the other
+# ranks add zeros): exact for ids below 2^24.
+_IDS: PushAllReduce | None = None
+MAX_PUSHED_IDS = 4096
+MAX_EXACT_FLOAT_ID = 1 << 24
 
 
 def all_reduce(x: torch.Tensor) -> torch.Tensor:
@@ -42,39 +51,49 @@ def all_reduce(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def enable_custom_all_reduce(dtype: torch.dtype, max_bytes: int | None = None) -> bool:
-    """Set up the one-shot all-reduce for `dtype` tensors up to `max_bytes` (default: measured
-    per group size) on every rank (call on all ranks together, before graph capture). Every
-    rank keeps it only if all ranks could build it and it summed correctly everywhere, so no
-    rank mixes it with NCCL; returns that."""
-    global _CUSTOM
+def enable_custom_all_reduce(
+    dtype: torch.dtype, max_bytes: int | None = None, vocab_size: int | None = None
+) -> bool:
+    """Set up the custom all-reduces for `dtype` tensors up to `max_bytes` (default: measured
+    per group size) on every rank (call on all ranks together, before graph capture), and the
+    token-id broadcast when every id of `vocab_size` is exact in float32. Every rank keeps
+    them only if all ranks could build them and they summed correctly everywhere, so no rank
+    mixes them with NCCL; returns that."""
+    global _CUSTOM, _IDS
     tp = get_tp_group()
     if tp is None or tp.size == 1 or tp.device.type != "cuda":
         return False
-    _CUSTOM = None
+    _CUSTOM = _IDS = None
     if max_bytes is None:
         max_bytes = MAX_BYTES_BY_WORLD_SIZE.get(tp.size, DEFAULT_MAX_BYTES)
-    custom, ok = None, symm_mem_supported()
-    if all_reduce_min_int(int(ok)):  # the buffer's rendezvous is a collective: all or none
+    custom, ids, ok = None, None, symm_mem_supported()
+    if all_reduce_min_int(int(ok)):  # the buffers' rendezvous is a collective: all or none
         try:
             custom = CustomAllReduce(tp.device_group, tp.device, dtype, max_bytes)
             ok = custom.self_test(tp.device)
+            if custom.push is not None and vocab_size is not None:
+                if vocab_size <= MAX_EXACT_FLOAT_ID:
+                    ids = PushAllReduce(
+                        tp.device_group, tp.device, torch.float32, 4 * MAX_PUSHED_IDS
+                    )
+                    ones = torch.ones(4, dtype=torch.float32, device=tp.device)
+                    ok = ok and bool((ids(ones) == tp.size).all().item())
         except Exception as e:  # an unsupported fabric or driver: NCCL still works
-            logger.warning("one-shot all-reduce unavailable, using NCCL: %s", e)
-            custom, ok = None, False
+            logger.warning("custom all-reduce unavailable, using NCCL: %s", e)
+            custom, ids, ok = None, None, False
     else:
         ok = False
     if not all_reduce_min_int(int(ok)):
         return False
-    _CUSTOM = custom
-    logger.info("one-shot all-reduce for %s tensors up to %d KiB", dtype, max_bytes // 1024)
+    _CUSTOM, _IDS = custom, ids
+    logger.info("custom all-reduce for %s tensors up to %d KiB", dtype, max_bytes // 1024)
     return True
 
 
 def disable_custom_all_reduce() -> None:
-    """Back to NCCL for every all-reduce, dropping the one-shot path's buffer."""
-    global _CUSTOM
-    _CUSTOM = None
+    """Back to NCCL for every all-reduce, dropping the custom paths' buffers."""
+    global _CUSTOM, _IDS
+    _CUSTOM = _IDS = None
 
 
 def all_gather_last_dim(x: torch.Tensor) -> torch.Tensor:
@@ -101,6 +120,26 @@ def broadcast_from_first(x: torch.Tensor) -> torch.Tensor:
         return x
     dist.broadcast(x, dist.get_global_rank(tp.device_group, 0), group=tp.device_group)
     return x
+
+
+def broadcast_ids_from_first(ids: torch.Tensor | None, count: int) -> torch.Tensor:
+    """TP rank 0's `count` int64 token ids (`ids`, None elsewhere) on every rank, as a new
+    tensor; a device operation, queued behind the device work without a host sync."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1:
+        assert ids is not None
+        return ids
+    if _IDS is not None and 0 < count <= MAX_PUSHED_IDS:
+        # Rank 0 adds the ids, the others zeros: one NVLink hop instead of an NCCL broadcast.
+        if tp.rank == 0:
+            assert ids is not None
+            values = ids.to(torch.float32)
+        else:
+            values = torch.zeros(count, dtype=torch.float32, device=tp.device)
+        return _IDS(values).to(torch.int64)
+    out = ids if tp.rank == 0 else torch.empty(count, dtype=torch.int64, device=tp.device)
+    assert out is not None
+    return broadcast_from_first(out)
 
 
 def all_reduce_min_int(value: int) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sglrs.engine.grammar_manager import GrammarManager
-from sglrs.engine.inflight import InflightStep
+from sglrs.engine.inflight import InflightStep, TokenReadback
 from sglrs.engine.request_state import RequestState
 from sglrs.engine.tokenizer_setup import load_server_tokenizer
 from sglrs.ipc import messages as msg
@@ -174,6 +174,7 @@ class EngineCore:
         # CPU every forward is synchronous, so there is nothing to overlap).
         self.overlap = self.device.type == "cuda" and not args.disable_overlap_schedule
         self._inflight: InflightStep | None = None
+        self._readback = TokenReadback()
         self.context_length = self.runner.context_length
         self.tokenizer = load_server_tokenizer(args)
         self.eos_token_ids = eos_token_ids(self.tokenizer, args.model_path)
@@ -379,7 +380,7 @@ class EngineCore:
             bitmask, rows = self._grammar_masks(sampled)
             out = sample(result.logits, self.sampling, bitmask, rows)
             tokens, logprobs = out.next_token_ids, out.logprobs
-        step = InflightStep.launch(sampled, tokens, logprobs)
+        step = InflightStep.launch(sampled, tokens, logprobs, self._readback)
         if self.overlap:
             self._inflight = step
         else:

@@ -30,14 +30,14 @@ class InflightStep:
         sampled: list[RequestState],
         tokens: torch.Tensor | None,
         logprobs: list[Any] | None = None,
+        readback: TokenReadback | None = None,
     ) -> InflightStep:
-        """Start the device-to-host copy of `tokens` behind the work queued so far."""
+        """Start the device-to-host copy of `tokens` behind the work queued so far (into
+        `readback`'s buffers when given, else a new pinned tensor)."""
         step = cls(sampled, tokens, logprobs)
         if tokens is not None and tokens.is_cuda:
-            step._host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
-            step._host.copy_(tokens, non_blocking=True)
-            step._ready = torch.cuda.Event()
-            step._ready.record()
+            readback = readback or TokenReadback()
+            step._host, step._ready = readback.copy(tokens)
         else:
             step._host = tokens
         return step
@@ -51,3 +51,33 @@ class InflightStep:
             self._ready.synchronize()
             self.waited_s = time.perf_counter() - start
         return self._host.tolist()
+
+
+class TokenReadback:
+    """Pinned host buffers and their events for the sampled ids, two used in turn. A step's
+    ids are read (`host_tokens`) before the step after it launches, so the buffer a launch
+    takes was read two launches ago. Reusing them keeps a pinned allocation, an event and a
+    stream lookup out of every step."""
+
+    def __init__(self) -> None:
+        self._buffers: list[torch.Tensor | None] = [None, None]
+        self._events: list[torch.cuda.Event | None] = [None, None]
+        self._stream: torch.cuda.Stream | None = None
+        self._turn = 0
+
+    def copy(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event]:
+        """A pinned copy of `tokens` queued on the current stream, and its completion event."""
+        self._turn ^= 1
+        buf, event = self._buffers[self._turn], self._events[self._turn]
+        n = tokens.numel()
+        if buf is None or buf.numel() < n or buf.dtype != tokens.dtype:
+            buf = torch.empty(max(n, 1024), dtype=tokens.dtype, pin_memory=True)
+            self._buffers[self._turn] = buf
+        if event is None:
+            event = self._events[self._turn] = torch.cuda.Event()
+        if self._stream is None or self._stream.device != tokens.device:
+            self._stream = torch.cuda.current_stream(tokens.device)
+        host = buf[:n].view(tokens.shape)
+        host.copy_(tokens, non_blocking=True)
+        event.record(self._stream)
+        return host, event

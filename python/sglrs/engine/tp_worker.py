@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from sglrs.distributed import Topology, broadcast_bytes, init_tensor_parallel
-from sglrs.distributed.comm import broadcast_from_first
+from sglrs.distributed.comm import broadcast_ids_from_first
 from sglrs.distributed.plan_wire import (
     OP_HEARTBEAT,
     OP_STOP,
@@ -76,7 +76,7 @@ class PlanBroadcastRunner:
         ids = [int(r) for r in all_logits_req_ids]
         broadcast_bytes(encode_step(plan, ids))
         if plan.num_placeholders:
-            broadcast_from_first(prev_tokens)
+            prev_tokens = broadcast_ids_from_first(prev_tokens, prev_tokens.numel())
         return self.runner.forward(plan, ids, prev_tokens)
 
     def heartbeat(self) -> None:
@@ -107,8 +107,7 @@ def follow_plans(runner: Any) -> int:
         assert plan is not None
         with torch.inference_mode():
             if plan.num_placeholders:  # rank 0's sampled ids of the previous plan
-                prev = torch.empty(last_sampled, dtype=torch.int64, device=runner.device)
-                broadcast_from_first(prev)
+                prev = broadcast_ids_from_first(None, last_sampled)
             runner.forward(plan, message.all_logits_req_ids, prev)
         last_sampled = plan.num_sampled
         steps += 1

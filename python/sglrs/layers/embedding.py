@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sglrs.distributed.comm import all_gather_last_dim, all_reduce
+from sglrs.kernels import use_triton
 from sglrs.layers.amx_linear import AmxWeight
 from sglrs.layers.cuda_linear import device_linear
 from sglrs.layers.linear import WeightLoadError, copy_weight
@@ -62,6 +63,12 @@ class VocabEmbedding(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.shard.tp_size == 1:
             return F.embedding(input_ids, self.weight)
+        if use_triton(self.weight) and self.weight.stride(1) == 1:
+            from sglrs.kernels.embedding import shard_embedding
+
+            ids = input_ids.reshape(-1)
+            out = shard_embedding(ids, self.weight, self.shard.start, self.shard.valid)
+            return all_reduce(out.view(*input_ids.shape, -1))
         local = input_ids - self.shard.start
         outside = (local < 0) | (local >= self.shard.valid)
         out = F.embedding(local.masked_fill(outside, 0), self.weight)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -10,6 +11,9 @@ from torch import nn
 from sglrs.kernels import use_triton
 from sglrs.layers import cpu_ops
 from sglrs.model_loader.config import RopeScaling
+
+if TYPE_CHECKING:
+    from sglrs.kv_cache.pool import KVPool
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:
@@ -87,6 +91,33 @@ class RotaryEmbedding(nn.Module):
         t, h, d = x.shape
         swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
         return torch.addcmul(x * cos, swapped, signed_sin)
+
+    def rotate_store(
+        self,
+        positions: torch.Tensor,
+        qk: torch.Tensor,
+        num_q_heads: int,
+        v: torch.Tensor,
+        kv_pool: KVPool,
+        layer: int,
+        loc: torch.Tensor,
+    ) -> bool:
+        """Rope on `qk` `[T, q heads + kv heads, head_dim]` in place and the pool store of its
+        k heads and `v` at slots `loc`, in one kernel, where that applies (CUDA with Triton,
+        unit-stride heads, the pool's dtype); returns whether it did (else nothing is done)."""
+        if not (
+            use_triton(qk)
+            and qk.stride(-1) == 1
+            and v.stride(-1) == 1
+            and v.stride(1) == v.shape[2]
+            and qk.dtype == kv_pool.dtype
+        ):
+            return False
+        from sglrs.kernels.rotary import rope_store
+
+        k_buf, v_buf = kv_pool.k_buffer(layer), kv_pool.v_buffer(layer)
+        rope_store(qk, num_q_heads, v, positions, self.cos_cache, self.sin_cache, k_buf, v_buf, loc)
+        return True
 
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor

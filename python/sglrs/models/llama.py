@@ -89,9 +89,17 @@ class LlamaAttention(nn.Module):
             k = self.k_norm(k.view(t, self.num_kv_heads, self.head_dim))
             q, k = self.rotary[0](positions, q, k)
         else:
-            # q and k are adjacent in the fused output: one rope over all their heads.
+            # q and k are adjacent in the fused output: one rope over all their heads, which
+            # on a GPU also stores k and v in the KV pool.
             heads = self.num_heads + self.num_kv_heads
             qk = qkv[:, : heads * self.head_dim].view(t, heads, self.head_dim)
+            fb = forward_batch
+            kv_pool, layer = fb.attn_backend.kv_pool, self.attn.layer_id
+            loc = fb.out_cache_loc
+            if self.rotary[0].rotate_store(positions, qk, self.num_heads, v, kv_pool, layer, loc):
+                q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
+                o = self.attn.attend_stored(q, k, v, fb)
+                return self.o_proj(o.reshape(t, self.num_heads * self.head_dim))
             q, k = (
                 self.rotary[0]
                 .rotate(positions, qk)

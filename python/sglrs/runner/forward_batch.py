@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sglrs.kernels import use_triton
+
 
 class ForwardMode(Enum):
     EXTEND = "prefill"  # new tokens after a (possibly empty) cached prefix
@@ -102,11 +104,9 @@ class StagingBuffer:
         return dev, [dev[at : at + n] for at, n in zip(starts, sizes, strict=False)]
 
 
-def _fill_placeholders(input_ids: torch.Tensor, prev_tokens: torch.Tensor | None) -> None:
+def _fill_placeholders(input_ids: torch.Tensor, prev_tokens: torch.Tensor) -> None:
     """Replace each placeholder `-(j + 1)` by `prev_tokens[j]`, in place, on the device (no
     host sync: the previous step's sampling is queued ahead of this copy)."""
-    if prev_tokens is None or prev_tokens.numel() == 0:
-        raise ValueError("the plan has placeholder input ids but no previous step's tokens")
     rows = (-input_ids - 1).clamp_(min=0, max=prev_tokens.numel() - 1)
     filled = torch.where(input_ids < 0, prev_tokens.to(input_ids.device)[rows], input_ids)
     input_ids.copy_(filled)
@@ -201,10 +201,19 @@ class ForwardBatch:
             start = input_ids_t.storage_offset() - flat.storage_offset()
             padded = b + (b & 1)
             decode_block = flat[start : start + 5 * padded].view(5, padded)[:, :b]
-        if len(slots):
-            req_to_token[w_rows, w_cols] = w_slots.to(req_to_token.dtype)
-        if getattr(plan, "num_placeholders", 0):
-            _fill_placeholders(input_ids_t, prev_tokens)
+        fill = bool(getattr(plan, "num_placeholders", 0))
+        if fill and (prev_tokens is None or prev_tokens.numel() == 0):
+            raise ValueError("the plan has placeholder input ids but no previous step's tokens")
+        if use_triton(flat):  # one launch for both edits
+            from sglrs.kernels.step_inputs import apply_step_inputs
+
+            prev = prev_tokens if fill else None
+            apply_step_inputs(input_ids_t, prev, req_to_token, w_rows, w_cols, w_slots)
+        else:
+            if len(slots):
+                req_to_token[w_rows, w_cols] = w_slots.to(req_to_token.dtype)
+            if fill:
+                _fill_placeholders(input_ids_t, prev_tokens)
         return cls(
             mode=mode,
             batch_size=b,

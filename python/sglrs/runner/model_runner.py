@@ -43,7 +43,9 @@ def default_cuda_graph_max_bs(device: torch.device) -> int:
 @dataclass
 class RunnerOutput:
     """`logits`: float32 `[num_sampled, vocab]`, one row per request whose `sample_mask` is set
-    (plan order). `all_logits`: req_id -> `[extend_len, vocab]` for the requests asked for."""
+    (plan order); for a small decode batch it is the CUDA graph's output buffer, valid until
+    the next forward is queued (sample it before). `all_logits`: req_id ->
+    `[extend_len, vocab]` for the requests asked for."""
 
     logits: torch.Tensor
     all_logits: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -121,7 +123,8 @@ class ModelRunner:
             self.device,
         )
         if self.device.type == "cuda" and get_tp_size() > 1 and not disable_custom_all_reduce:
-            enable_custom_all_reduce(self.dtype)  # before capture: graphs record its kernel
+            # Before capture: graphs record its kernels.
+            enable_custom_all_reduce(self.dtype, vocab_size=model_config.vocab_size)
         self.graph_runner = None
         if (
             self.device.type == "cuda"
@@ -183,7 +186,8 @@ class ModelRunner:
         fb.attn_backend = self.attn_backend
         wanted = {int(r) for r in all_logits_req_ids}
         if self.graph_runner is not None and not wanted and self.graph_runner.can_run(fb):
-            return RunnerOutput(self.model.compute_logits(self.graph_runner.replay(fb)))
+            hidden, logits = self.graph_runner.replay(fb)
+            return RunnerOutput(self.model.compute_logits(hidden) if logits is None else logits)
         self.attn_backend.init_forward_metadata(fb)
         hidden = self.model(fb.input_ids, fb.positions, fb)
         logits = self.model.compute_logits(hidden[fb.sample_rows])

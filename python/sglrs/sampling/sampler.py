@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sglrs.kernels import use_triton
 from sglrs.sampling.batch import SamplingBatch
 from sglrs.sampling.grammar_mask import apply_token_bitmask_
 from sglrs.sampling.logprobs import TokenLogprobs, gather_logprobs
@@ -86,6 +87,10 @@ def argmax_rows(x: torch.Tensor) -> torch.Tensor:
     argmax is ~10x faster than torch's on a [32, 49k] float32 block (0.2 vs 2.4 ms)."""
     if x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous():
         return torch.from_numpy(x.numpy().argmax(axis=-1))
+    if use_triton(x) and x.dtype == torch.float32 and x.dim() == 2 and x.stride(-1) == 1:
+        from sglrs.kernels.argmax import argmax_rows as triton_argmax_rows
+
+        return triton_argmax_rows(x)  # a few µs where torch's one-block reduction takes ~27
     return x.argmax(dim=-1)
 
 
