@@ -50,13 +50,8 @@ def ref_attention(q, k, v, q_pos, scale, window=None):
     ],
 )
 @pytest.mark.parametrize("longest_first", [False, True])
-@pytest.mark.parametrize("merge_in_stage1", [True, False])
-def test_decode_attention(
-    lens, hq, hkv, d, splits, window, dtype, longest_first, merge_in_stage1, monkeypatch
-):
+def test_decode_attention(lens, hq, hkv, d, splits, window, dtype, longest_first):
     kern = load_kernel("decode_attention")
-    if not merge_in_stage1:  # the large-batch path: stage 2 merges the splits
-        monkeypatch.setattr(kern, "MERGE_IN_STAGE1_MAX_BATCH", 0)
     k_buf, v_buf, table, rows = paged_case(lens, hq, hkv, d, dtype, seed=len(lens) * 7 + d)
     q = torch.randn(len(lens), hq, d).to(dtype)
     scale = 1 / math.sqrt(d)
@@ -72,7 +67,6 @@ def test_decode_attention(
         ref = ref_attention(q[i : i + 1], k_buf[slots], v_buf[slots], torch.tensor([n - 1]),
                             scale, window)  # fmt: skip
         assert rel_err(out[i : i + 1].cpu(), ref) < TOL[dtype]
-    assert not ws.tickets.any(), "the merging programs reset their tickets"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

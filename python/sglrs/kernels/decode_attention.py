@@ -3,11 +3,8 @@
 Stage 1: one program per (request, KV head, split) walks its share of the request's KV
 slots, with all query heads of that KV head as one tile (GQA reads each K/V once). Programs
 take requests in the order `order` gives (longest first: the long ones start in the first
-wave instead of running alone at the end). The splits are merged by their log-sum-exp: for
-small batches by the last split of each (request, KV head) to finish (a per-pair ticket,
-reset by that program: no second launch, which at batch 1 cost ~1.6 µs of every layer), for
-large ones by stage 2, whose programs spread the merge over the GPU (with one split, stage 1
-writes the output itself).
+wave instead of running alone at the end). Stage 2 merges the splits by their log-sum-exp
+(with one split, stage 1 writes the output itself).
 The split count depends only on the batch size, so a CUDA graph captured for a batch size
 stays valid for any sequence lengths.
 """
@@ -34,7 +31,6 @@ def _decode_stage1(
     mid_o_ptr,
     mid_lse_ptr,
     out_ptr,
-    tickets_ptr,
     sm_scale,
     q_stride_b,
     q_stride_h,
@@ -53,7 +49,6 @@ def _decode_stage1(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
-    MERGE: tl.constexpr,
     USE_PDL: tl.constexpr,
 ):
     pdl_launch_dependents(USE_PDL)
@@ -114,37 +109,6 @@ def _decode_stage1(
         mask=mask_h[:, None] & mask_d[None, :],
     )
     tl.store(mid_lse_ptr + o_base, lse, mask=mask_h)
-    if MERGE:
-        # Every thread's partial is stored before the (single-thread) release below.
-        tl.debug_barrier()
-        ticket_ptr = tickets_ptr + b * tl.num_programs(1) + kv_head
-        arrived = tl.atomic_add(ticket_ptr, 1, sem="acq_rel", scope="gpu")
-        if arrived == NUM_SPLITS - 1:  # the last split of this pair: merge them all
-            first = (b * hq + heads) * NUM_SPLITS
-            mask = mask_h[:, None] & mask_d[None, :]
-            top = tl.full([BLOCK_H], float("-inf"), tl.float32)
-            for s in range(0, NUM_SPLITS):
-                lse_s = tl.load(mid_lse_ptr + first + s, mask=mask_h, other=float("-inf"),
-                                cache_modifier=".cg")  # fmt: skip
-                top = tl.maximum(top, lse_s)
-            top = tl.where(top == float("-inf"), 0.0, top)
-            total = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
-            weight = tl.zeros([BLOCK_H], tl.float32)
-            for s in range(0, NUM_SPLITS):
-                lse_s = tl.load(mid_lse_ptr + first + s, mask=mask_h, other=float("-inf"),
-                                cache_modifier=".cg")  # fmt: skip
-                w = tl.exp(lse_s - top)
-                o_s = tl.load(mid_o_ptr + (first + s)[:, None] * HEAD_DIM + offs_d[None, :],
-                              mask=mask, other=0.0, cache_modifier=".cg")  # fmt: skip
-                total += o_s * w[:, None]
-                weight += w
-            tl.atomic_xchg(ticket_ptr, 0)
-            merged = total / tl.where(weight > 0, weight, 1.0)[:, None]
-            tl.store(
-                out_ptr + b * out_stride_b + heads[:, None] * out_stride_h + offs_d[None, :],
-                merged.to(out_ptr.dtype.element_ty),
-                mask=mask,
-            )
 
 
 @triton.jit
@@ -194,9 +158,6 @@ def _decode_stage2(
 # short runs that fit one 32-position tile, where deeper pipelines only add latency.
 DECODE_TILE_ONE_SPLIT = (64, 4, 4)
 DECODE_TILE_SPLIT = (32, 4, 2)
-# Batches up to this size merge their splits in stage 1 (the PDL batches: where a launch is a
-# visible share of the step); larger ones run stage 2.
-MERGE_IN_STAGE1_MAX_BATCH = 64
 
 
 def num_decode_splits(batch_size: int, num_kv_heads: int, num_sms: int = 132) -> int:
@@ -227,8 +188,6 @@ class DecodeWorkspace:
         self.mid_lse = torch.empty(
             (max_batch * num_heads * max_splits,), dtype=torch.float32, device=device
         )
-        # Split merge tickets per (request, KV head); zero between launches.
-        self.tickets = torch.zeros((max_batch * num_heads,), dtype=torch.int32, device=device)
         self.max_batch, self.max_splits = max_batch, max_splits
 
 
@@ -264,18 +223,17 @@ def decode_attention(
         order = torch.arange(b, device=q.device)
     pdl = use_pdl(q, b)
     block_n, warps, stages = DECODE_TILE_ONE_SPLIT if num_splits == 1 else DECODE_TILE_SPLIT
-    merge_in_stage1 = num_splits > 1 and b <= MERGE_IN_STAGE1_MAX_BATCH
     _decode_stage1[(b, hkv, num_splits)](
         q, k_buf, v_buf, req_to_token, req_pool_indices, seq_lens, order, mid_o, mid_lse, out,
-        workspace.tickets, sm_scale,
+        sm_scale,
         q.stride(0), q.stride(1), k_buf.stride(0), k_buf.stride(1), v_buf.stride(0),
         v_buf.stride(1), req_to_token.stride(0), out.stride(0), out.stride(1), window or 0,
         GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits,
         BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         BLOCK_D=max(16, triton.next_power_of_2(d)), DOT_PRECISION=precision,
-        MERGE=merge_in_stage1, USE_PDL=pdl, launch_pdl=pdl, num_warps=warps, num_stages=stages,
+        USE_PDL=pdl, launch_pdl=pdl, num_warps=warps, num_stages=stages,
     )  # fmt: skip
-    if num_splits == 1 or merge_in_stage1:
+    if num_splits == 1:
         return out
     _decode_stage2[(b, hq)](
         mid_o, mid_lse, out, out.stride(0), out.stride(1),

@@ -23,6 +23,12 @@ weights); 2-8 rows pad to 16 for the tensor cores. Split-K never won on these sh
 even), nor did FMA tiles for 2-8 rows. Where the gain is ~1% (gate_up at 2-8 rows) F.linear
 stays.
 
+Measured and not kept: per-shape tiles for the smaller weights of tensor-parallel shards.
+Alone, the sweep on an H200 found better tiles for Llama-3.1-8B's tp 2 / tp 4 shards (e.g. a
+quarter o_proj, 4096 x 1024: 4.2 -> 3.5 µs with 1024-wide K steps on 2 warps;
+benches/results/gemv_h200_tp.json), but inside the model, where most GEMVs carry the RMSNorm
+or SiLU prologue, the tp-4 batch-1 step got slower with them (1.97 -> 2.12 ms, runner only).
+
 Prologues fuse the op before the product into the K loop, saving its kernel and the round trip
 of its output: `gemv_rmsnorm` (RMSNorm of `h (+ residual)`, before the QKV and gate_up
 projections) and `gemv_silu_mul` (`silu(gate) * up` of the gate_up output, before down). RMSNorm's
@@ -458,31 +464,6 @@ TUNING: dict[tuple[str, int], GemvConfig | None] = {
 }
 
 
-# One row of the smaller weights of tensor-parallel shards, where the table's tile leaves
-# latency on the table (a quarter of an o_proj is 8 MB): Llama-3.1-8B's shards at tp 2 and 4,
-# `python benches/gemv_h100.py --sweep --rows 1 --shapes ...` on an H200 (copy bandwidth 4.24
-# TB/s; benches/results/gemv_h200_tp.json), µs per call: table tile -> this one. The other
-# shards (gate_up at tp 2, the LM head) and the unsharded weights keep the table's tile, the
-# best or within 1% there. `SGLRS_DISABLE_GEMV_SHAPE_TUNING=1` turns this off (to measure it).
-ONE_ROW_BY_SHAPE: dict[tuple[int, int], GemvConfig] = {
-    (3072, 4096): _G(4, 2048, num_warps=8),  # qkv, tp 2: 8.5 -> 8.2
-    (4096, 2048): _G(4, 1024, num_warps=2),  # o, tp 2: 6.0 -> 5.7
-    (4096, 7168): _G(4, 1024, num_warps=2),  # down, tp 2: 16.5 -> 15.4
-    (1536, 4096): _G(4, 2048, num_warps=8),  # qkv, tp 4: 5.7 -> 4.8
-    (4096, 1024): _G(4, 1024, num_warps=2),  # o, tp 4: 4.2 -> 3.5
-    (7168, 4096): _G(4, 512, num_warps=2),  # gate_up, tp 4: 16.3 -> 15.7
-    (4096, 3584): _G(4, 1024, num_warps=2),  # down, tp 4: 9.5 -> 8.9
-}
-
-
-def _table_config(m: int, n: int, k: int) -> GemvConfig | None:
-    if m == 1 and os.environ.get("SGLRS_DISABLE_GEMV_SHAPE_TUNING") != "1":
-        config = ONE_ROW_BY_SHAPE.get((n, k))
-        if config is not None:
-            return config
-    return TUNING.get((shape_class(n, k), triton.next_power_of_2(m)))
-
-
 def shape_class(n: int, k: int) -> str:
     """`deep` (K well above N: down_proj), `vocab` (N >= 65536: the LM head), `wide`
     (N >= 16384: gate_up), or `square` (qkv, o_proj)."""
@@ -497,7 +478,7 @@ def pick_config(m: int, n: int, k: int) -> GemvConfig | None:
     """The measured-best config for `m` rows of `[n, k]`, or None to keep F.linear."""
     if not 1 <= m <= MAX_ROWS:
         return None
-    return _table_config(m, n, k)
+    return TUNING.get((shape_class(n, k), triton.next_power_of_2(m)))
 
 
 def pick_fused_config(m: int, n: int, k: int) -> GemvConfig | None:
@@ -506,7 +487,7 @@ def pick_fused_config(m: int, n: int, k: int) -> GemvConfig | None:
     2-7x the time of the separate ops (benches/results/fused_gemv_h100.json)."""
     if not 1 <= m <= MAX_ROWS:
         return None
-    config = _table_config(m, n, k)
+    config = TUNING.get((shape_class(n, k), triton.next_power_of_2(m)))
     if config is None or config.split_k != 1 or config.use_dot:
         return None
     return config
