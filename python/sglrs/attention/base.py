@@ -45,9 +45,12 @@ class AttentionBackend(ABC):
         v: torch.Tensor,
         layer_id: int,
         forward_batch: ForwardBatch,
+        kv_stored: bool = False,
     ) -> torch.Tensor:
-        """Store k/v at `forward_batch.out_cache_loc`, return the attention output."""
-        self.kv_pool.store(layer_id, forward_batch.out_cache_loc, k, v)
+        """Store k/v at `forward_batch.out_cache_loc` (unless the caller did: `kv_stored`),
+        return the attention output."""
+        if not kv_stored:
+            self.kv_pool.store(layer_id, forward_batch.out_cache_loc, k, v)
         if forward_batch.batch_size == 0:
             return torch.empty_like(q)
         return self.attend(q, k, v, layer_id, forward_batch)

@@ -17,14 +17,13 @@ class Attention(nn.Module):
         self.layer_id = layer_id
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, forward_batch: ForwardBatch
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        forward_batch: ForwardBatch,
+        kv_stored: bool = False,
     ) -> torch.Tensor:
-        return forward_batch.attn_backend.forward(q, k, v, self.layer_id, forward_batch)
-
-    def attend_stored(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, forward_batch: ForwardBatch
-    ) -> torch.Tensor:
-        """`forward` when the new tokens' k/v are already in the pool (stored with the rope)."""
-        if forward_batch.batch_size == 0:
-            return torch.empty_like(q)
-        return forward_batch.attn_backend.attend(q, k, v, self.layer_id, forward_batch)
+        """`kv_stored`: the new tokens' k/v are already in the pool (stored with the rope)."""
+        backend = forward_batch.attn_backend
+        return backend.forward(q, k, v, self.layer_id, forward_batch, kv_stored)

@@ -29,14 +29,13 @@ class InflightStep:
         cls,
         sampled: list[RequestState],
         tokens: torch.Tensor | None,
-        logprobs: list[Any] | None = None,
-        readback: TokenReadback | None = None,
+        logprobs: list[Any] | None,
+        readback: TokenReadback,
     ) -> InflightStep:
-        """Start the device-to-host copy of `tokens` behind the work queued so far (into
-        `readback`'s buffers when given, else a new pinned tensor)."""
+        """Start the device-to-host copy of `tokens` into `readback`'s buffers, behind the work
+        queued so far."""
         step = cls(sampled, tokens, logprobs)
         if tokens is not None and tokens.is_cuda:
-            readback = readback or TokenReadback()
             step._host, step._ready = readback.copy(tokens)
         else:
             step._host = tokens

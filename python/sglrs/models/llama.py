@@ -84,6 +84,7 @@ class LlamaAttention(nn.Module):
         q, k, v = self.qkv_proj.split(qkv)
         t = qkv.shape[0]
         v = v.view(t, self.num_kv_heads, self.head_dim)
+        kv_stored = False
         if self.qk_norm:
             q = self.q_norm(q.view(t, self.num_heads, self.head_dim))
             k = self.k_norm(k.view(t, self.num_kv_heads, self.head_dim))
@@ -95,17 +96,14 @@ class LlamaAttention(nn.Module):
             qk = qkv[:, : heads * self.head_dim].view(t, heads, self.head_dim)
             fb = forward_batch
             kv_pool, layer = fb.attn_backend.kv_pool, self.attn.layer_id
-            loc = fb.out_cache_loc
-            if self.rotary[0].rotate_store(positions, qk, self.num_heads, v, kv_pool, layer, loc):
-                q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
-                o = self.attn.attend_stored(q, k, v, fb)
-                return self.o_proj(o.reshape(t, self.num_heads * self.head_dim))
-            q, k = (
-                self.rotary[0]
-                .rotate(positions, qk)
-                .split([self.num_heads, self.num_kv_heads], dim=1)
+            rotary = self.rotary[0]
+            kv_stored = rotary.rotate_store(
+                positions, qk, self.num_heads, v, kv_pool, layer, fb.out_cache_loc
             )
-        o = self.attn(q, k, v, forward_batch)
+            if not kv_stored:
+                qk = rotary.rotate(positions, qk)
+            q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
+        o = self.attn(q, k, v, forward_batch, kv_stored)
         return self.o_proj(o.reshape(t, self.num_heads * self.head_dim))
 
 

@@ -123,7 +123,7 @@ class ModelRunner:
             self.device,
         )
         if self.device.type == "cuda" and get_tp_size() > 1 and not disable_custom_all_reduce:
-            # Before capture: graphs record its kernels.
+            # Before capture: the graphs record its kernels.
             enable_custom_all_reduce(self.dtype, vocab_size=model_config.vocab_size)
         self.graph_runner = None
         if (
