@@ -62,6 +62,8 @@ def _greedy(model: Path, tp: int, prompts: list[list[int]], **extra: object) -> 
         **extra,
     ) as engine:
         outs = engine.generate(input_ids=prompts, sampling_params=[params] * len(prompts))
+        # One request alone too: batch-1 decode steps (one-row GEMVs and their fusions).
+        outs.append(engine.generate(input_ids=prompts[-1], sampling_params=params))
     return [o["output_ids"] for o in outs]
 
 
@@ -74,6 +76,18 @@ def test_greedy_tokens_equal_tp1(tmp_path, shape, tp):
     prompts = _prompts(SHAPES[shape]["vocab_size"])
     want = _greedy(model, 1, prompts, dtype="float32")
     assert _greedy(model, tp, prompts, dtype="float32") == want
+
+
+def test_rope_epilogue_changes_no_token_at_tp2(tmp_path, monkeypatch):
+    """bf16 at tp 2 (where the one-row GEMVs fuse): the QKV GEMV's rope + KV-store epilogue
+    gives the same tokens as the separate rope_store kernel."""
+    _need_gpus(2)
+    shape = "llama-4q-2kv"
+    model = _random_llama(tmp_path / shape, SHAPES[shape])
+    prompts = _prompts(SHAPES[shape]["vocab_size"])[:2]
+    fused = _greedy(model, 2, prompts, dtype="bfloat16")
+    monkeypatch.setenv("SGLRS_DISABLE_ROPE_EPILOGUE", "1")
+    assert _greedy(model, 2, prompts, dtype="bfloat16") == fused
 
 
 def test_greedy_tokens_equal_with_nccl_only(tmp_path):
@@ -106,22 +120,62 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _check_sum(got: torch.Tensor, x: torch.Tensor, tp: int) -> None:
-    """`got` (this rank's all-reduce of `x`) against NCCL's, and the same on every rank."""
+def _check_sum(got: torch.Tensor, x: torch.Tensor, tp: int, custom: bool = True) -> None:
+    """`got` (this rank's all-reduce of `x`) against NCCL's where NCCL made it or at tp 2 (a
+    two-term sum: the same bits), else against the float32 sum of every rank's `x` rounded
+    once (the custom paths add in float32 in their own order, NCCL's ring rounds each hop to
+    bf16, so at 4 ranks the two can differ by more than the result's last bit); the same bits
+    on every rank."""
     import torch.distributed as dist
 
-    want = x.clone()
-    dist.all_reduce(want)
-    if tp == 2:
+    if tp == 2 or not custom:
+        want = x.clone()
+        dist.all_reduce(want)
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     else:
-        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+        parts = [torch.empty_like(x) for _ in range(tp)]
+        dist.all_gather(parts, x.contiguous())
+        exact = sum(p.float() for p in parts)
+        # One bf16 rounding of the result, wherever the float32 order tips it.
+        torch.testing.assert_close(got.float(), exact, rtol=2**-7, atol=1e-3)
     first = got.clone()
     dist.broadcast(first, 0)
     assert torch.equal(got, first), "every rank must get the same bits"
 
 
+def _check_sum_norm(x: torch.Tensor, tp: int) -> None:
+    """The push kernel's fused all-reduce + residual add + RMSNorm of `x` where it takes `x`,
+    against NCCL's sum and then the norm kernel: the same bits at tp 2, and on every rank."""
+    import torch.distributed as dist
+
+    from sglrs.distributed import comm
+    from sglrs.kernels.norm import rmsnorm
+
+    # The residual and the norm weight are the same on every rank, as in a model.
+    common = torch.Generator().manual_seed(7)
+    residual = torch.randn(x.shape, generator=common).bfloat16().to(x.device)
+    weight = torch.randn(x.shape[1], generator=common).bfloat16().to(x.device)
+    fused = comm.all_reduce_rmsnorm(x, residual, weight, 1e-5)
+    push = comm._CUSTOM.push
+    assert (fused is not None) == push.handles(x)
+    if fused is None:
+        return
+    summed = x.clone()
+    dist.all_reduce(summed)
+    want = rmsnorm(summed, weight, 1e-5, residual)
+    for got, ref in zip(fused, want, strict=True):
+        if tp == 2:
+            torch.testing.assert_close(got, ref, rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(got, ref, rtol=2e-2, atol=5e-2)
+        first = got.clone()
+        dist.broadcast(first, 0)
+        assert torch.equal(got, first), "every rank must get the same bits"
+
+
 def _custom_all_reduce_rank(rank: int, tp: int, port: int) -> None:
+    import torch.distributed as dist
+
     from sglrs.distributed import (
         all_reduce,
         comm,
@@ -144,26 +198,35 @@ def _custom_all_reduce_rank(rank: int, tp: int, port: int) -> None:
             if comm._CUSTOM.handles(x):
                 assert comm._CUSTOM.push.handles(x) == (x.numel() * 2 <= PUSH_MAX_BYTES)
             sent = x.clone()  # NCCL (past the custom paths' sizes) reduces `x` in place
+            custom = comm._CUSTOM.handles(x)
             got = all_reduce(x)
-            _check_sum(got, sent, tp)
+            _check_sum(got, sent, tp, custom)
+            _check_sum_norm(sent, tp)
         # Replays of a graph of 3 push all-reduces (an odd count: the halves alternate between
         # replays too) with new inputs each time.
         x = torch.zeros(2, 4096, device=device, dtype=torch.bfloat16)
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
+        weight = torch.randn(4096, generator=gen, device=device).bfloat16()
+        with torch.cuda.stream(stream):  # compiled before the capture, as the runner does
             all_reduce(x)
+            comm.all_reduce_rmsnorm(x, x, weight, 1e-5)
         torch.cuda.current_stream(device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=stream):
             a = all_reduce(x)
-            b = all_reduce(a * 0.5)
+            b, s = comm.all_reduce_rmsnorm(a * 0.5, x, weight, 1e-5)
             c = all_reduce(b + x)
         for _ in range(5):
             x.copy_(torch.randn(2, 4096, generator=gen, device=device))
             graph.replay()
             torch.cuda.synchronize(device)
             _check_sum(a, x, tp)
+            summed = a * 0.5
+            dist.all_reduce(summed)
+            tol = 0 if tp == 2 else 5e-2
+            want = (summed.float() + x.float()).bfloat16()
+            torch.testing.assert_close(s, want, rtol=tol, atol=tol)
             _check_sum(c, b + x, tp)
         big = torch.ones(2048, 4096, device=device).bfloat16()  # 16 MiB: NCCL, in place
         assert all_reduce(big).data_ptr() == big.data_ptr()

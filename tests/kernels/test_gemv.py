@@ -70,6 +70,17 @@ def test_pick_config_classes_and_row_limit():
     assert kern.pick_config(kern.MAX_ROWS + 1, 4096, 4096) is None
 
 
+def test_one_row_shard_shapes_override_the_table_for_plain_gemvs(monkeypatch):
+    kern = load_kernel("gemv")
+    for (n, k), config in kern.ONE_ROW_BY_SHAPE.items():
+        assert kern.pick_config(1, n, k) == config
+        table = kern.TUNING[(kern.shape_class(n, k), 1)]
+        assert kern.pick_fused_config(1, n, k) == table  # prologue-fused GEMVs keep the table
+        assert kern.pick_config(2, n, k) == kern.TUNING[(kern.shape_class(n, k), 2)]
+    monkeypatch.setenv("SGLRS_DISABLE_GEMV_SHAPE_TUNING", "1")
+    assert kern.pick_config(1, 4096, 1024) == kern.TUNING[("square", 1)]
+
+
 def test_cpu_dispatch_keeps_packed_path():
     from sglrs.layers.cuda_linear import device_linear
 
@@ -85,7 +96,8 @@ def test_dispatch_at_llama8b_shapes(dtype, m):
     from sglrs.kernels import gemv as kern
     from sglrs.layers.cuda_linear import cuda_linear
 
-    for n, k in [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336), (128256, 4096)]:
+    shapes = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336), (128256, 4096)]
+    for n, k in shapes + list(kern.ONE_ROW_BY_SHAPE):  # whole weights, then tp shards
         x = torch.randn(m, k, device="cuda").to(dtype)
         w = (torch.randn(n, k, device="cuda") * 0.02).to(dtype)
         ref = F.linear(x.double(), w.double())

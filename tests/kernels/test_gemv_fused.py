@@ -352,3 +352,61 @@ def test_model_logits_fused_vs_disabled(monkeypatch, tmp_path):
     assert fused_calls > 0 and plain_calls == 0
     for a, b in zip(fused, plain, strict=True):
         assert rel_err(a, b) < 2e-2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("bias", [False, True])
+def test_gemv_rope_epilogue_matches_gemv_then_rope_store(dtype, m, bias):
+    """The ROPE epilogue (q/k rotated in the output, k and v stored at the rows' pool slots)
+    against the plain GEMV followed by kernels/rotary.py's rope_store, with and without the
+    RMSNorm prologue. Both round the product to the dtype before rotating; the compiler may
+    contract the rotation's multiply-adds differently in the two kernels, which an fp16
+    rounding can show as one ulp (v, copied, is exact)."""
+    kern = load_kernel("gemv")
+    rotary = load_kernel("rotary")
+    from sglrs.layers.rotary import RotaryEmbedding
+
+    hq, hkv, d, k, slots = 4, 2, 16, 64, 10
+    n = (hq + 2 * hkv) * d
+    gen = torch.Generator().manual_seed(3)
+    table = RotaryEmbedding(d, 64, 10000.0, None)
+    cos, sin = table.cos_cache.to(DEVICE), table.sin_cache.to(DEVICE)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(dtype).to(DEVICE)
+
+    x, w, g = rand(m, k), rand(n, k), rand(k)
+    b = rand(n) if bias else None
+    positions = torch.tensor([5, 63][:m], device=DEVICE)
+    loc = torch.tensor([7, 2][:m], device=DEVICE)
+    for cfg in (kern.GemvConfig(4, 64), kern.GemvConfig(8, 32, num_warps=2)):
+        for prologue in (False, True):
+            pools = [torch.zeros(slots, hkv, d, dtype=dtype, device=DEVICE) for _ in range(4)]
+            rope = kern.RopeStore(positions, cos, sin, loc, pools[0], pools[1], hq, hkv, d)
+            assert kern.rope_fits(rope, w, cfg)
+            if prologue:
+                got, _ = kern.gemv_rmsnorm(x, None, g, EPS, w, b, cfg, rope=rope)
+                want, _ = kern.gemv_rmsnorm(x, None, g, EPS, w, b, cfg)
+            else:
+                got = kern.gemv(x, w, b, cfg, rope=rope)
+                want = kern.gemv(x, w, b, cfg)
+            qk = want[:, : (hq + hkv) * d].view(m, hq + hkv, d)
+            v = want[:, (hq + hkv) * d :].view(m, hkv, d)
+            rotary.rope_store(qk, hq, v, positions, cos, sin, pools[2], pools[3], loc)
+            ulp = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype]
+            torch.testing.assert_close(got, want, rtol=ulp, atol=ulp)
+            torch.testing.assert_close(pools[0], pools[2], rtol=ulp, atol=ulp)
+            assert torch.equal(pools[1], pools[3]), (cfg, prologue)
+
+
+def test_rope_epilogue_refuses_what_it_cannot_take():
+    kern = load_kernel("gemv")
+    pool = torch.zeros(4, 2, 16)
+    rope = kern.RopeStore(torch.zeros(1), pool, pool, torch.zeros(1), pool, pool, 4, 2, 16)
+    w = torch.zeros(8 * 16, 64)
+    assert not kern.rope_fits(rope, w, kern.GemvConfig(16, 32, use_dot=True))  # tensor cores
+    assert not kern.rope_fits(rope, w, kern.GemvConfig(32, 32))  # a tile wider than a head
+    assert not kern.rope_fits(rope, torch.zeros(7 * 16, 64), kern.GemvConfig(4, 32))  # heads
+    with pytest.raises(ValueError, match="rope epilogue"):
+        kern.gemv(torch.zeros(1, 64), w, None, kern.GemvConfig(32, 32), rope=rope)

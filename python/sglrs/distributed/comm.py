@@ -51,6 +51,19 @@ def all_reduce(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def all_reduce_rmsnorm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`(weight * rmsnorm(s), s)` for `s = residual + the sum of x over the ranks`, in one kernel
+    where the push all-reduce takes `x`; None where it does not (the caller reduces and
+    normalizes separately)."""
+    tp = get_tp_group()
+    push = None if _CUSTOM is None else _CUSTOM.push
+    if tp is None or tp.size == 1 or push is None or not push.handles_rmsnorm(x, residual, weight):
+        return None
+    return push.rmsnorm(x, residual, weight, eps)
+
+
 def enable_custom_all_reduce(
     dtype: torch.dtype, max_bytes: int | None = None, vocab_size: int | None = None
 ) -> bool:

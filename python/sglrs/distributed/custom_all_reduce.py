@@ -144,3 +144,32 @@ class PushAllReduce:
 
         out = torch.empty_like(x)
         return push_all_reduce(x, out, self.buffers, self.counts, self.slot_numel, self.rank)
+
+    def handles_rmsnorm(
+        self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor
+    ) -> bool:
+        """Whether `rmsnorm` takes these: rows of `x` and `residual` alike and contiguous, a
+        contiguous `[width]` weight of the same dtype."""
+        from sglrs.kernels.push_all_reduce import MAX_NORM_WIDTH
+
+        return (
+            self.handles(x)
+            and x.dim() == 2
+            and x.shape[1] <= MAX_NORM_WIDTH
+            and residual.shape == x.shape
+            and residual.dtype == x.dtype
+            and residual.is_contiguous()
+            and weight.shape == (x.shape[1],)
+            and weight.dtype == x.dtype
+            and weight.is_contiguous()
+        )
+
+    def rmsnorm(
+        self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(weight * rmsnorm(s), s)` for `s = residual + the sum over the ranks of x`."""
+        from sglrs.kernels.push_all_reduce import push_all_reduce_rmsnorm
+
+        return push_all_reduce_rmsnorm(
+            x, residual, weight, eps, self.buffers, self.counts, self.slot_numel, self.rank
+        )

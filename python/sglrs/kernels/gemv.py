@@ -23,11 +23,11 @@ weights); 2-8 rows pad to 16 for the tensor cores. Split-K never won on these sh
 even), nor did FMA tiles for 2-8 rows. Where the gain is ~1% (gate_up at 2-8 rows) F.linear
 stays.
 
-Measured and not kept: per-shape tiles for the smaller weights of tensor-parallel shards.
-Alone, the sweep on an H200 found better tiles for Llama-3.1-8B's tp 2 / tp 4 shards (e.g. a
-quarter o_proj, 4096 x 1024: 4.2 -> 3.5 µs with 1024-wide K steps on 2 warps;
-benches/results/gemv_h200_tp.json), but inside the model, where most GEMVs carry the RMSNorm
-or SiLU prologue, the tp-4 batch-1 step got slower with them (1.97 -> 2.12 ms, runner only).
+Tensor-parallel shards: the smaller weights of Llama-3.1-8B's tp 2 / tp 4 shards take their
+own one-row tiles (`ONE_ROW_BY_SHAPE`, from a sweep on an H200: e.g. a quarter o_proj, 4096 x
+1024, 4.2 -> 3.5 µs with 1024-wide K steps on 2 warps; benches/results/gemv_h200_tp.json),
+for plain GEMVs only: with the RMSNorm or SiLU prologue fused in they made the tp-4 batch-1
+step slower (1.97 -> 2.12 ms, runner only), so prologue-fused launches keep the table's tile.
 
 Prologues fuse the op before the product into the K loop, saving its kernel and the round trip
 of its output: `gemv_rmsnorm` (RMSNorm of `h (+ residual)`, before the QKV and gate_up
@@ -74,6 +74,61 @@ def _finish(out, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS: t
     if HAS_BIAS:
         out += tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
     tl.store(y_ptr + offs_m[:, None] * stride_ym + cols, out.to(y_ptr.dtype.element_ty), out_mask)
+
+
+@triton.jit
+def _finish_rope(
+    out, offs_m, m_mask, n0, N, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr, sin_ptr, cache_stride,
+    loc_ptr, k_buf_ptr, v_buf_ptr, num_q_heads, num_kv_heads,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+):  # fmt: skip
+    """The ROPE epilogue of a fused q/k/v product whose program took rope pairs of rows
+    (`_rope_rows`): rounds the products to the activation dtype as the GEMV would store them,
+    rotates the q and k pairs (kernels/rotary.py's roundings), stores q, k and v at their own
+    columns of y and k and v at the rows' KV-pool slots."""
+    half: tl.constexpr = HEAD_DIM // 2
+    pe = n0 + 2 * tl.arange(0, BLOCK_N // 2)  # each pair's first (virtual) row
+    qk_rows = (num_q_heads + num_kv_heads) * HEAD_DIM
+    in_qk = pe < qk_rows
+    w = pe % HEAD_DIM
+    col_a = tl.where(in_qk, pe - w + w // 2, pe)
+    col_b = tl.where(in_qk, col_a + half, pe + 1)
+    if HAS_BIAS:
+        out += tl.load(b_ptr + _rope_rows(n0, BLOCK_N, qk_rows, HEAD_DIM)).to(tl.float32)[None, :]
+    dtype = y_ptr.dtype.element_ty
+    a, b = tl.split(tl.reshape(out.to(dtype), (BLOCK_M, BLOCK_N // 2, 2)))
+    mask = m_mask[:, None] & (pe < N)[None, :]
+    pos = tl.load(pos_ptr + offs_m, mask=m_mask, other=0).to(tl.int64)
+    table = pos[:, None] * cache_stride + (w // 2)[None, :]
+    cos = tl.load(cos_ptr + table, mask=mask & in_qk[None, :], other=1.0)
+    sin = tl.load(sin_ptr + table, mask=mask & in_qk[None, :], other=0.0)
+    af, bf = a.to(tl.float32), b.to(tl.float32)
+    ya = tl.where(in_qk[None, :], (af * cos - bf * sin).to(dtype), a)
+    yb = tl.where(in_qk[None, :], (bf * cos + af * sin).to(dtype), b)
+    rows = offs_m[:, None] * stride_ym
+    tl.store(y_ptr + rows + col_a[None, :], ya, mask=mask)
+    tl.store(y_ptr + rows + col_b[None, :], yb, mask=mask)
+    # The pool is [slots, kv heads, head_dim]: k's columns start after q's, v's after k's.
+    slot = tl.load(loc_ptr + offs_m, mask=m_mask, other=0).to(tl.int64)
+    kv = slot[:, None] * (num_kv_heads * HEAD_DIM)
+    q_cols = num_q_heads * HEAD_DIM
+    is_k = (in_qk & (pe >= q_cols))[None, :]
+    ty = k_buf_ptr.dtype.element_ty
+    tl.store(k_buf_ptr + kv + (col_a - q_cols)[None, :], ya.to(ty), mask=mask & is_k)
+    tl.store(k_buf_ptr + kv + (col_b - q_cols)[None, :], yb.to(ty), mask=mask & is_k)
+    is_v = (pe >= qk_rows)[None, :]
+    tl.store(v_buf_ptr + kv + (pe - qk_rows)[None, :], a.to(ty), mask=mask & is_v)
+    tl.store(v_buf_ptr + kv + (pe + 1 - qk_rows)[None, :], b.to(ty), mask=mask & is_v)
+
+
+@triton.jit
+def _rope_rows(n0, BLOCK_N: tl.constexpr, qk_rows, HEAD_DIM: tl.constexpr):
+    """Weight rows of a ROPE program's virtual rows `n0 + i`: within each q or k head, virtual
+    rows 2j and 2j + 1 are rope's pair j and j + HEAD_DIM / 2 (so a program holds whole
+    pairs); v's rows stay in order."""
+    p = n0 + tl.arange(0, BLOCK_N)
+    w = p % HEAD_DIM
+    return tl.where(p < qk_rows, p - w + w // 2 + (w % 2) * (HEAD_DIM // 2), p)
 
 
 @triton.jit
@@ -142,6 +197,15 @@ def _gemv_kernel(
     r_ptr,
     g_ptr,
     r_out_ptr,
+    pos_ptr,
+    cos_ptr,
+    sin_ptr,
+    cache_stride,
+    loc_ptr,
+    k_buf_ptr,
+    v_buf_ptr,
+    num_q_heads,
+    num_kv_heads,
     M,
     N,
     K,
@@ -167,13 +231,17 @@ def _gemv_kernel(
     USE_PDL: tl.constexpr,
     LINE_ELEMS: tl.constexpr,
     PREFETCH_BLOCKS: tl.constexpr,
+    ROPE: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
 ):
     """PROLOGUE "none": x is the activation. "norm": x is h, the activation is
     `g * rmsnorm(h (+ r))` (g at g_ptr; the sum also written to r_out when HAS_RESIDUAL).
     "silu_mul": x is `[gate | up]`, 2K wide. The prologues run without split-K (k0 == 0).
     USE_PDL: the first PREFETCH_BLOCKS x BLOCK_K columns of this program's weight rows go to L2
     (one prefetch per LINE_ELEMS = 128 bytes) while the previous kernel finishes
-    (kernels/pdl.py)."""
+    (kernels/pdl.py). ROPE (whole K per program): the weight is a fused q/k/v projection
+    whose rope pairs each program takes together (`_rope_rows`), and the epilogue rotates and
+    stores them (`_finish_rope`)."""
     pdl_launch_dependents(USE_PDL)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -184,15 +252,21 @@ def _gemv_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     m_mask = offs_m < M
     n_mask = (n0 + offs_n) < N
-    # 64-bit tile base (the LM head's weight passes 2^31 elements at large vocab x hidden).
-    w_tile = (
-        w_ptr + n0.to(tl.int64) * stride_wn + k0 + offs_n[:, None] * stride_wn + offs_k[None, :]
-    )
+    if ROPE:
+        qk_rows = (num_q_heads + num_kv_heads) * HEAD_DIM
+        w_rows = _rope_rows(n0, BLOCK_N, qk_rows, HEAD_DIM)
+        w_tile = w_ptr + w_rows.to(tl.int64)[:, None] * stride_wn + k0 + offs_k[None, :]
+    else:
+        # 64-bit tile base (the LM head's weight passes 2^31 elements at large vocab x hidden).
+        w_rows = n0 + offs_n
+        w_tile = (
+            w_ptr + n0.to(tl.int64) * stride_wn + k0 + offs_n[:, None] * stride_wn + offs_k[None, :]
+        )
     x_tile = x_ptr + k0 + offs_m[:, None] * stride_xm + offs_k[None, :]
     k_len = tl.minimum(k_split, K - k0)
     if USE_PDL:
         # Rows past N re-read the last row and columns past K clamp to it: no masks in asm.
-        rows = tl.minimum(n0 + offs_n, N - 1).to(tl.int64)
+        rows = tl.minimum(w_rows, N - 1).to(tl.int64)
         for b in tl.static_range(PREFETCH_BLOCKS):
             line_cols = k0 + b * BLOCK_K + tl.arange(0, BLOCK_K // LINE_ELEMS) * LINE_ELEMS
             line_cols = tl.minimum(line_cols, K - 1)
@@ -275,6 +349,10 @@ def _gemv_kernel(
                 total += tl.load(src, mask=out_mask, other=0.0, cache_modifier=".cg")
             tl.atomic_xchg(count_ptr + pid_n, 0)
             _finish(total, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS)
+    elif ROPE:
+        _finish_rope(out, offs_m, m_mask, n0, N, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr,
+                     sin_ptr, cache_stride, loc_ptr, k_buf_ptr, v_buf_ptr, num_q_heads,
+                     num_kv_heads, HAS_BIAS, BLOCK_M, BLOCK_N, HEAD_DIM)  # fmt: skip
     else:
         _finish(out, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS)
 
@@ -319,6 +397,59 @@ def _check_operands(
         raise ValueError(f"{name}: x and weight dtypes differ, or the bias is not [N]")
 
 
+@dataclass(frozen=True)
+class RopeStore:
+    """The ROPE epilogue of a fused q/k/v GEMV: rope (HF's half-split layout, float32 tables
+    `[max_pos, head_dim]` whose first half holds every frequency) on the q and k heads at each
+    row's position, and the rotated k and the v heads stored at each row's KV-pool slot
+    (`[slots, kv heads, head_dim]` buffers), as kernels/rotary.py's `rope_store` does."""
+
+    positions: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+    loc: torch.Tensor
+    k_buf: torch.Tensor
+    v_buf: torch.Tensor
+    num_q_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+
+def rope_fits(rope: RopeStore, weight: torch.Tensor, config: GemvConfig) -> bool:
+    """Whether the ROPE epilogue takes this weight and tile: a `[(q + 2 kv heads) * head_dim,
+    K]` weight, one FMA tile of whole K holding whole rope pairs, pool buffers of the
+    weight's dtype and the pool's shape."""
+    d, hkv = rope.head_dim, rope.num_kv_heads
+    pool = (hkv, d)
+    return (
+        weight.shape[0] == (rope.num_q_heads + 2 * hkv) * d
+        and not config.use_dot
+        and config.split_k == 1
+        and config.block_n % 2 == 0
+        and d % config.block_n == 0
+        and rope.k_buf.is_contiguous()
+        and rope.v_buf.is_contiguous()
+        and rope.k_buf.shape[1:] == pool
+        and rope.v_buf.shape[1:] == pool
+        and rope.k_buf.dtype == weight.dtype
+        and rope.v_buf.dtype == weight.dtype
+        and rope.cos.stride() == rope.sin.stride()
+        and rope.cos.stride(-1) == 1
+        and rope.cos.dtype == rope.sin.dtype == torch.float32
+    )
+
+
+def _rope_args(rope: RopeStore | None, y: torch.Tensor, m: int) -> tuple[tuple, dict]:
+    """The kernel's ROPE arguments (placeholders without `rope`)."""
+    if rope is None:
+        return (y, y, y, 0, y, y, y, 0, 0), {"ROPE": False, "HEAD_DIM": 2}
+    if rope.positions.shape != (m,) or rope.loc.shape != (m,):
+        raise ValueError(f"rope epilogue: positions and slots must be [{m}]")
+    args = (rope.positions, rope.cos, rope.sin, rope.cos.stride(0), rope.loc, rope.k_buf,
+            rope.v_buf, rope.num_q_heads, rope.num_kv_heads)  # fmt: skip
+    return args, {"ROPE": True, "HEAD_DIM": rope.head_dim}
+
+
 def _no_split(name: str, config: GemvConfig) -> None:
     if config.split_k != 1:
         raise ValueError(f"{name}: the prologue needs whole rows of K per program (split_k 1), "
@@ -330,10 +461,15 @@ def gemv(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     config: GemvConfig,
+    rope: RopeStore | None = None,
 ) -> torch.Tensor:
     """`x [M, K] @ weight[N, K]^T (+ bias)` -> `[M, N]` in x's dtype, for M <= 16 (the dot
-    path) or M <= 8 (the FMA path); x and weight need a unit stride along K."""
+    path) or M <= 8 (the FMA path); x and weight need a unit stride along K. With `rope`
+    (where `rope_fits`): the q and k columns come out rotated and k and v are also stored in
+    the KV pool."""
     _check_operands("gemv", x, x.shape[-1], weight, bias)
+    if rope is not None and not rope_fits(rope, weight, config):
+        raise ValueError("gemv: the rope epilogue does not fit this weight or tile")
     m, k = x.shape
     n = weight.shape[0]
     block_m = _block_m("gemv", m, config)
@@ -349,13 +485,14 @@ def gemv(
     k_split = triton.cdiv(triton.cdiv(k, split), config.block_k) * config.block_k
     split = triton.cdiv(k, k_split)
     part = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else y
+    rope_args, rope_consts = _rope_args(rope, y, m)
     _gemv_kernel[(tiles, split)](
         x, weight, y if bias is None else bias, y, part, y if counters is None else counters,
-        y, y, y, m, n, k, k_split, split, x.stride(0), weight.stride(0), y.stride(0), 0, 0, 0.0,
-        HAS_BIAS=bias is not None, SPLIT=split > 1, USE_DOT=config.use_dot,
+        y, y, y, *rope_args, m, n, k, k_split, split, x.stride(0), weight.stride(0), y.stride(0),
+        0, 0, 0.0, HAS_BIAS=bias is not None, SPLIT=split > 1, USE_DOT=config.use_dot,
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
         PROLOGUE="none", HAS_RESIDUAL=False, STATS_FIRST=False,
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
         **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return y
@@ -370,15 +507,19 @@ def gemv_rmsnorm(
     bias: torch.Tensor | None,
     config: GemvConfig,
     stats_first: bool | None = None,
+    rope: RopeStore | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(norm_weight * rmsnorm(x)) @ weight^T (+ bias)` and `x`, where `x = h + residual`
     (the next residual, in a new tensor) or `h` itself without a residual; `h [M, K]`.
 
     `stats_first` (default: on for fp16 on the tensor cores) computes rmsnorm's scale in a
-    first pass, for the unfused roundings; otherwise the scale is applied to the dot products."""
+    first pass, for the unfused roundings; otherwise the scale is applied to the dot products.
+    `rope`: as `gemv`'s."""
     name = "gemv_rmsnorm"
     _check_operands(name, h, h.shape[-1], weight, bias)
     _no_split(name, config)
+    if rope is not None and not rope_fits(rope, weight, config):
+        raise ValueError(f"{name}: the rope epilogue does not fit this weight or tile")
     m, k = h.shape
     n = weight.shape[0]
     if residual is not None and (
@@ -403,14 +544,15 @@ def gemv_rmsnorm(
         r_out = torch.empty_like(h)
     if m == 0 or n == 0:
         return y, r_out
+    rope_args, rope_consts = _rope_args(rope, y, m)
     _gemv_kernel[(triton.cdiv(n, config.block_n), 1)](
         h, weight, y if bias is None else bias, y, y, y, h if residual is None else residual,
-        norm_weight, r_out, m, n, k, k, 1, h.stride(0), weight.stride(0), y.stride(0),
-        0 if residual is None else residual.stride(0), r_out.stride(0), eps,
+        norm_weight, r_out, *rope_args, m, n, k, k, 1, h.stride(0), weight.stride(0),
+        y.stride(0), 0 if residual is None else residual.stride(0), r_out.stride(0), eps,
         HAS_BIAS=bias is not None, SPLIT=False, USE_DOT=config.use_dot,
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
         PROLOGUE="norm", HAS_RESIDUAL=residual is not None, STATS_FIRST=stats_first,
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
         **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return y, r_out
@@ -437,13 +579,14 @@ def gemv_silu_mul(
     y = torch.empty((m, n), dtype=gate_up.dtype, device=gate_up.device)
     if m == 0 or n == 0:
         return y
+    rope_args, rope_consts = _rope_args(None, y, m)
     _gemv_kernel[(triton.cdiv(n, config.block_n), 1)](
-        gate_up, weight, y if bias is None else bias, y, y, y, y, y, y,
+        gate_up, weight, y if bias is None else bias, y, y, y, y, y, y, *rope_args,
         m, n, k, k, 1, gate_up.stride(0), weight.stride(0), y.stride(0), 0, 0, 0.0,
         HAS_BIAS=bias is not None, SPLIT=False, USE_DOT=config.use_dot,
         EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
         PROLOGUE="silu_mul", HAS_RESIDUAL=False, STATS_FIRST=False,
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
         **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     return y
@@ -464,6 +607,24 @@ TUNING: dict[tuple[str, int], GemvConfig | None] = {
 }
 
 
+# One row of the smaller weights of tensor-parallel shards, where the table's tile leaves
+# latency on the table (a quarter of an o_proj is 8 MB): Llama-3.1-8B's shards at tp 2 and 4,
+# `python benches/gemv_h100.py --sweep --rows 1 --shapes ...` on an H200 (copy bandwidth 4.24
+# TB/s; benches/results/gemv_h200_tp.json), µs per call: table tile -> this one. The other
+# shards (gate_up at tp 2, the LM head) and the unsharded weights keep the table's tile, the
+# best or within 1% there. Plain GEMVs only (pick_config); `SGLRS_DISABLE_GEMV_SHAPE_TUNING=1`
+# turns it off (to measure it).
+ONE_ROW_BY_SHAPE: dict[tuple[int, int], GemvConfig] = {
+    (3072, 4096): _G(4, 2048, num_warps=8),  # qkv, tp 2: 8.5 -> 8.2
+    (4096, 2048): _G(4, 1024, num_warps=2),  # o, tp 2: 6.0 -> 5.7
+    (4096, 7168): _G(4, 1024, num_warps=2),  # down, tp 2: 16.5 -> 15.4
+    (1536, 4096): _G(4, 2048, num_warps=8),  # qkv, tp 4: 5.7 -> 4.8
+    (4096, 1024): _G(4, 1024, num_warps=2),  # o, tp 4: 4.2 -> 3.5
+    (7168, 4096): _G(4, 512, num_warps=2),  # gate_up, tp 4: 16.3 -> 15.7
+    (4096, 3584): _G(4, 1024, num_warps=2),  # down, tp 4: 9.5 -> 8.9
+}
+
+
 def shape_class(n: int, k: int) -> str:
     """`deep` (K well above N: down_proj), `vocab` (N >= 65536: the LM head), `wide`
     (N >= 16384: gate_up), or `square` (qkv, o_proj)."""
@@ -478,6 +639,10 @@ def pick_config(m: int, n: int, k: int) -> GemvConfig | None:
     """The measured-best config for `m` rows of `[n, k]`, or None to keep F.linear."""
     if not 1 <= m <= MAX_ROWS:
         return None
+    if m == 1 and os.environ.get("SGLRS_DISABLE_GEMV_SHAPE_TUNING") != "1":
+        config = ONE_ROW_BY_SHAPE.get((n, k))
+        if config is not None:
+            return config
     return TUNING.get((shape_class(n, k), triton.next_power_of_2(m)))
 
 

@@ -12,21 +12,28 @@ activation kernel, then the plain GEMV), to measure what it saves.
 Tensor parallelism: QKV and gate_up are column-parallel, so each rank has whole input rows and
 normalizes them itself. Down is row-parallel over gate_up's columns and SiLU*mul is elementwise
 on this rank's `[gate_r | up_r]`, so the fused product is this rank's partial sum, reduced as
-RowLinear reduces it (the bias once, after the sum).
+RowLinear reduces it (the bias once, after the sum). The Llama layers also defer the sums of
+o_proj and down to the norm that follows each (`reduce_norm`): the push all-reduce kernel then
+sums, adds the residual and normalizes in one launch, and the projection after it is a plain
+GEMV with no prologue.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
-from sglrs.distributed.comm import all_reduce
+from sglrs.distributed.comm import all_reduce, all_reduce_rmsnorm
 from sglrs.kernels import use_triton
 from sglrs.layers.activation import SiluAndMul
 from sglrs.layers.cuda_linear import launch_now
 from sglrs.layers.linear import ReplicatedLinear, RowLinear
 from sglrs.layers.norm import RMSNorm
+
+if TYPE_CHECKING:
+    from sglrs.kernels.gemv import RopeStore
 
 _HALF = (torch.bfloat16, torch.float16)
 
@@ -51,15 +58,50 @@ def _fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -
     )
 
 
+def reduce_norm(
+    norm: RMSNorm, partial: torch.Tensor, residual: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`norm(s)` and `s`, where `s = residual + the sum over the ranks of partial` (this rank's
+    term of a bias-free row-parallel output): one kernel where the push all-reduce takes it,
+    else the all-reduce and then the norm."""
+    if residual is not None and type(norm) is RMSNorm:
+        fused = all_reduce_rmsnorm(partial, residual, norm.weight, norm.eps)
+        if fused is not None:
+            return fused
+    hidden = all_reduce(partial)
+    if residual is None:
+        return norm(hidden), hidden
+    return norm(hidden, residual)
+
+
 def norm_linear(
     norm: RMSNorm,
     hidden: torch.Tensor,
     residual: torch.Tensor | None,
     linear: ReplicatedLinear,
+    partial: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`linear(norm(hidden + residual))` and `hidden + residual` (the next residual); without
     `residual`, `linear(norm(hidden))` and `hidden`. `linear` takes whole rows (replicated or
-    column-parallel)."""
+    column-parallel). `partial`: `hidden` is this rank's term of a row-parallel sum, reduced
+    here (`reduce_norm`)."""
+    y, residual, _ = norm_linear_rope(norm, hidden, residual, linear, partial, None)
+    return y, residual
+
+
+def norm_linear_rope(
+    norm: RMSNorm,
+    hidden: torch.Tensor,
+    residual: torch.Tensor | None,
+    linear: ReplicatedLinear,
+    partial: bool,
+    rope: RopeStore | None,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """`norm_linear` of a fused q/k/v projection, and whether its GEMV also rotated q and k
+    and stored k and v in the KV pool (the GEMV's ROPE epilogue: `rope`, where it fits)."""
+    if partial:
+        x, residual = reduce_norm(norm, hidden, residual)
+        return _with_residual(_linear_rope(x, linear, rope), residual)
     weight, bias, g = linear.weight, linear.bias, norm.weight
     if (
         _fusable(hidden, weight, bias)
@@ -76,23 +118,58 @@ def norm_linear(
             )
         )
     ):
-        from sglrs.kernels.gemv import gemv_rmsnorm, pick_fused_config
+        from sglrs.kernels.gemv import gemv_rmsnorm, pick_fused_config, rope_fits
 
         (m, k), n = hidden.shape, weight.shape[0]
         config = pick_fused_config(m, n, k) if weight.shape[1] == k else None
+        if rope is not None and (config is None or not rope_fits(rope, weight, config)):
+            rope = None
         key = ("rmsnorm", config, m, n, k, hidden.dtype, residual is None, bias is None,
-               hidden.device)  # fmt: skip
+               rope is not None, hidden.device)  # fmt: skip
         if config is not None and launch_now(key, weight):
-            return gemv_rmsnorm(hidden, residual, g, norm.eps, weight, bias, config)
+            y, residual = gemv_rmsnorm(hidden, residual, g, norm.eps, weight, bias, config,
+                                       rope=rope)  # fmt: skip
+            return y, residual, rope is not None
     if residual is None:
-        return linear(norm(hidden)), hidden
-    hidden, residual = norm(hidden, residual)
-    return linear(hidden), residual
+        x, residual = norm(hidden), hidden
+    else:
+        x, residual = norm(hidden, residual)
+    return _with_residual(_linear_rope(x, linear, rope), residual)
 
 
-def silu_mul_linear(act: SiluAndMul, gate_up: torch.Tensor, down: ReplicatedLinear) -> torch.Tensor:
-    """`down(act(gate_up))` for `gate_up = [gate | up]`; `down` is row-parallel or whole."""
+def _with_residual(
+    y_roped: tuple[torch.Tensor, bool], residual: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    return y_roped[0], residual, y_roped[1]
+
+
+def _linear_rope(
+    x: torch.Tensor, linear: ReplicatedLinear, rope: RopeStore | None
+) -> tuple[torch.Tensor, bool]:
+    """`linear(x)`, through the plain GEMV with the ROPE epilogue where `rope` fits it (then
+    True)."""
+    weight, bias = linear.weight, linear.bias
+    if rope is not None and _fusable(x, weight, bias) and weight.shape[1] == x.shape[1]:
+        from sglrs.kernels.gemv import gemv, pick_config, rope_fits
+
+        (m, k), n = x.shape, weight.shape[0]
+        config = pick_config(m, n, k)
+        if config is not None and rope_fits(rope, weight, config):
+            key = ("rope", config, m, n, k, x.dtype, bias is None, x.device)
+            if launch_now(key, weight):
+                return gemv(x, weight, bias, config, rope=rope), True
+    return linear(x), False
+
+
+def silu_mul_linear(
+    act: SiluAndMul, gate_up: torch.Tensor, down: ReplicatedLinear, reduce: bool = True
+) -> torch.Tensor:
+    """`down(act(gate_up))` for `gate_up = [gate | up]`; `down` is row-parallel or whole.
+    `reduce=False` (row-parallel `down` without a bias): this rank's term of the sum, for the
+    caller to reduce (`reduce_norm`)."""
     weight, tp = down.weight, _tp_size(down)
+    if not reduce and (tp == 1 or down.bias is not None):
+        raise ValueError("reduce=False needs a row-parallel projection without a bias")
     bias = down.bias if tp == 1 else None
     if type(act) is SiluAndMul and _fusable(gate_up, weight, down.bias):
         from sglrs.kernels.gemv import gemv_silu_mul, pick_fused_config
@@ -102,8 +179,11 @@ def silu_mul_linear(act: SiluAndMul, gate_up: torch.Tensor, down: ReplicatedLine
         key = ("silu_mul", config, m, n, k, gate_up.dtype, bias is None, gate_up.device)
         if config is not None and launch_now(key, weight):
             y = gemv_silu_mul(gate_up, weight, bias, config)
-            if tp == 1:
+            if tp == 1 or not reduce:
                 return y
             y = all_reduce(y)
             return y if down.bias is None else y + down.bias
+    if not reduce:
+        assert isinstance(down, RowLinear)
+        return down.partial_sum(act(gate_up))
     return down(act(gate_up))

@@ -203,5 +203,10 @@ class RowLinear(ReplicatedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tp_size == 1:
             return device_linear(x, self.weight, self._packed, self.bias)
-        y = all_reduce(device_linear(x, self.weight, self._packed))
+        y = all_reduce(self.partial_sum(x))
         return y if self.bias is None else y + self.bias
+
+    def partial_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's term of the output's sum over the ranks (no bias): for a caller that
+        reduces it later, fused with what comes next (cuda_fused.reduce_norm)."""
+        return device_linear(x, self.weight, self._packed)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from torch import nn
 from sglrs.attention.layer import Attention
 from sglrs.distributed.parallel_state import get_tp_rank, get_tp_size
 from sglrs.layers.activation import SiluAndMul
-from sglrs.layers.cuda_fused import norm_linear, silu_mul_linear
+from sglrs.layers.cuda_fused import norm_linear, norm_linear_rope, reduce_norm, silu_mul_linear
 from sglrs.layers.embedding import LMHead, VocabEmbedding
 from sglrs.layers.linear import MergedColumnLinear, QKVLinear, RowLinear, WeightLoadError
 from sglrs.layers.norm import RMSNorm
@@ -19,6 +21,9 @@ from sglrs.layers.rotary import RotaryEmbedding
 from sglrs.model_loader.config import ModelConfig
 from sglrs.models import cpu_decode_step
 from sglrs.runner.forward_batch import ForwardBatch
+
+if TYPE_CHECKING:
+    from sglrs.kernels.gemv import RopeStore
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,48 @@ class LlamaAttention(nn.Module):
     ) -> torch.Tensor:
         return self.attend(positions, self.qkv_proj(hidden), forward_batch)
 
+    def rope_epilogue(
+        self, positions: torch.Tensor, forward_batch: ForwardBatch
+    ) -> RopeStore | None:
+        """What the QKV GEMV needs to rotate q and k and store k and v itself (its ROPE
+        epilogue, for one row on a GPU; cuda_fused.norm_linear_rope decides whether it fits),
+        or None where the layer rotates after the projection (qk-norm models, the CPU)."""
+        if (
+            self.qk_norm
+            or not positions.is_cuda
+            or positions.shape[0] != 1
+            or os.environ.get("SGLRS_DISABLE_ROPE_EPILOGUE") == "1"
+        ):
+            return None
+        from sglrs.kernels.gemv import RopeStore
+
+        rotary, fb = self.rotary[0], forward_batch
+        pool, layer = fb.attn_backend.kv_pool, self.attn.layer_id
+        return RopeStore(
+            positions, rotary.cos_cache, rotary.sin_cache, fb.out_cache_loc,
+            pool.k_buffer(layer), pool.v_buffer(layer), self.num_heads, self.num_kv_heads,
+            self.head_dim,
+        )  # fmt: skip
+
     def attend(
-        self, positions: torch.Tensor, qkv: torch.Tensor, forward_batch: ForwardBatch
+        self,
+        positions: torch.Tensor,
+        qkv: torch.Tensor,
+        forward_batch: ForwardBatch,
+        reduce: bool = True,
+        roped: bool = False,
     ) -> torch.Tensor:
-        """Rope, attention and the output projection of the fused q/k/v rows."""
+        """Rope, attention and the output projection of the fused q/k/v rows; `reduce=False`:
+        this rank's term of the projection's sum over the ranks (RowLinear.partial_sum).
+        `roped`: the QKV GEMV already rotated q and k and stored k and v (`rope_epilogue`)."""
         q, k, v = self.qkv_proj.split(qkv)
         t = qkv.shape[0]
         v = v.view(t, self.num_kv_heads, self.head_dim)
-        kv_stored = False
-        if self.qk_norm:
+        kv_stored = roped
+        if roped:
+            q = q.view(t, self.num_heads, self.head_dim)
+            k = k.view(t, self.num_kv_heads, self.head_dim)
+        elif self.qk_norm:
             q = self.q_norm(q.view(t, self.num_heads, self.head_dim))
             k = self.k_norm(k.view(t, self.num_kv_heads, self.head_dim))
             q, k = self.rotary[0](positions, q, k)
@@ -103,8 +141,8 @@ class LlamaAttention(nn.Module):
             if not kv_stored:
                 qk = rotary.rotate(positions, qk)
             q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
-        o = self.attn(q, k, v, forward_batch, kv_stored)
-        return self.o_proj(o.reshape(t, self.num_heads * self.head_dim))
+        o = self.attn(q, k, v, forward_batch, kv_stored).reshape(t, self.num_heads * self.head_dim)
+        return self.o_proj(o) if reduce else self.o_proj.partial_sum(o)
 
 
 class LlamaMLP(nn.Module):
@@ -122,9 +160,10 @@ class LlamaMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act_down(self.gate_up_proj(x))
 
-    def act_down(self, gate_up: torch.Tensor) -> torch.Tensor:
-        """down_proj(silu(gate) * up), as one fused GEMV in decode on a GPU (cuda_fused)."""
-        return silu_mul_linear(self.act, gate_up, self.down_proj)
+    def act_down(self, gate_up: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+        """down_proj(silu(gate) * up), as one fused GEMV in decode on a GPU (cuda_fused);
+        `reduce=False`: this rank's term of down_proj's sum over the ranks."""
+        return silu_mul_linear(self.act, gate_up, self.down_proj, reduce)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -141,6 +180,10 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config, tp)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        # With TP, o_proj's and down_proj's sums over the ranks are taken by the norm after
+        # each (one kernel with the residual add: cuda_fused.reduce_norm); a bias, added
+        # after the sum, keeps them in RowLinear.
+        self.defers_reduce = tp.size > 1 and not opts.o_bias and not config.mlp_bias
 
     def forward(
         self,
@@ -148,15 +191,21 @@ class LlamaDecoderLayer(nn.Module):
         hidden: torch.Tensor,
         residual: torch.Tensor | None,
         forward_batch: ForwardBatch,
+        partial: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`partial`: `hidden` is this rank's term of the previous layer's sum over the ranks
+        (its `defers_reduce`); the hidden returned is one too when this layer defers."""
         # Each norm goes to the projection after it: fused into its GEMV in decode on a GPU.
-        attn, mlp = self.self_attn, self.mlp
-        qkv, residual = norm_linear(self.input_layernorm, hidden, residual, attn.qkv_proj)
-        hidden = attn.attend(positions, qkv, forward_batch)
-        gate_up, residual = norm_linear(
-            self.post_attention_layernorm, hidden, residual, mlp.gate_up_proj
+        attn, mlp, defer = self.self_attn, self.mlp, self.defers_reduce
+        rope = attn.rope_epilogue(positions, forward_batch)
+        qkv, residual, roped = norm_linear_rope(
+            self.input_layernorm, hidden, residual, attn.qkv_proj, partial, rope
         )
-        return mlp.act_down(gate_up), residual
+        hidden = attn.attend(positions, qkv, forward_batch, reduce=not defer, roped=roped)
+        gate_up, residual = norm_linear(
+            self.post_attention_layernorm, hidden, residual, mlp.gate_up_proj, defer
+        )
+        return mlp.act_down(gate_up, reduce=not defer), residual
 
 
 class LlamaModel(nn.Module):
@@ -182,8 +231,13 @@ class LlamaModel(nn.Module):
         if fused is not None:
             hidden, residual = fused
         else:
+            partial = False
             for layer in self.layers:
-                hidden, residual = layer(positions, hidden, residual, forward_batch)
+                hidden, residual = layer(positions, hidden, residual, forward_batch, partial)
+                partial = layer.defers_reduce
+            if partial:
+                hidden, _ = reduce_norm(self.norm, hidden, residual)
+                return hidden
         hidden, _ = self.norm(hidden, residual)
         return hidden
 
