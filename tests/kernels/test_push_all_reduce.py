@@ -13,8 +13,9 @@ from kernel_env import DEVICE, load_kernel
 WORLD, RANK, SLOT = 4, 1, 4096
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_one_rank_of_four(dtype: torch.dtype) -> None:
+def _rank_state(dtype: torch.dtype) -> tuple:
+    """The kernel module, the slots' integer dtype and empty mark, every rank's buffer (all
+    empty) and the per-program call counts (zero)."""
     k = load_kernel("push_all_reduce")
     size = dtype.itemsize
     bits = {2: torch.int16, 4: torch.int32}[size]
@@ -22,7 +23,12 @@ def test_one_rank_of_four(dtype: torch.dtype) -> None:
     bufs = tuple(
         torch.full((2 * WORLD * SLOT,), empty, dtype=bits, device=DEVICE) for _ in range(WORLD)
     )
-    counts = torch.zeros(k.GRID, dtype=torch.int32, device=DEVICE)
+    return k, bits, empty, bufs, torch.zeros(k.GRID, dtype=torch.int32, device=DEVICE)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_one_rank_of_four(dtype: torch.dtype) -> None:
+    k, bits, empty, bufs, counts = _rank_state(dtype)
     gen = torch.Generator(device="cpu").manual_seed(0)
 
     def slot(r: int, half: int, owner: int) -> slice:
@@ -59,14 +65,7 @@ def test_rmsnorm_variant_one_rank_of_four(dtype: torch.dtype) -> None:
     buffers and counts: outputs equal the separate ops (the sum rounded to the dtype, then the
     norm kernel's roundings), every peer gets this rank's values, and the slots end empty
     (the fused kernel does not push to its own slot)."""
-    k = load_kernel("push_all_reduce")
-    size = dtype.itemsize
-    bits = {2: torch.int16, 4: torch.int32}[size]
-    empty = k.EMPTY_BITS[size]
-    bufs = tuple(
-        torch.full((2 * WORLD * SLOT,), empty, dtype=bits, device=DEVICE) for _ in range(WORLD)
-    )
-    counts = torch.zeros(k.GRID, dtype=torch.int32, device=DEVICE)
+    k, bits, empty, bufs, counts = _rank_state(dtype)
     gen = torch.Generator(device="cpu").manual_seed(1)
     eps = 1e-5
 

@@ -29,6 +29,11 @@ own one-row tiles (`ONE_ROW_BY_SHAPE`, from a sweep on an H200: e.g. a quarter o
 for plain GEMVs only: with the RMSNorm or SiLU prologue fused in they made the tp-4 batch-1
 step slower (1.97 -> 2.12 ms, runner only), so prologue-fused launches keep the table's tile.
 
+The ROPE epilogue (`RopeStore`, one-row FMA tiles) serves the fused q/k/v projection: each
+program takes whole rope pairs of q or k rows (row d with row d + head_dim / 2), so it can
+rotate its outputs and store k and v at the token's KV-pool slot itself, replacing the rope +
+store kernel that would follow.
+
 Prologues fuse the op before the product into the K loop, saving its kernel and the round trip
 of its output: `gemv_rmsnorm` (RMSNorm of `h (+ residual)`, before the QKV and gate_up
 projections) and `gemv_silu_mul` (`silu(gate) * up` of the gate_up output, before down). RMSNorm's

@@ -15,7 +15,8 @@ on this rank's `[gate_r | up_r]`, so the fused product is this rank's partial su
 RowLinear reduces it (the bias once, after the sum). The Llama layers also defer the sums of
 o_proj and down to the norm that follows each (`reduce_norm`): the push all-reduce kernel then
 sums, adds the residual and normalizes in one launch, and the projection after it is a plain
-GEMV with no prologue.
+GEMV with no prologue. `norm_linear_rope` also lets a one-row QKV GEMV rotate q and k and store
+k and v in the KV pool in its epilogue (kernels/gemv.py's `RopeStore`), saving the rope kernel.
 """
 
 from __future__ import annotations
