@@ -83,8 +83,8 @@ def _finish(out, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS: t
 
 @triton.jit
 def _finish_rope(
-    out, offs_m, m_mask, n0, N, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr, sin_ptr, cache_stride,
-    loc_ptr, k_buf_ptr, v_buf_ptr, num_q_heads, num_kv_heads,
+    out, offs_m, m_mask, n0, N, w_rows, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr, sin_ptr,
+    cache_stride, loc_ptr, k_buf_ptr, v_buf_ptr, num_q_heads, num_kv_heads,
     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
     """The ROPE epilogue of a fused q/k/v product whose program took rope pairs of rows
@@ -99,7 +99,7 @@ def _finish_rope(
     col_a = tl.where(in_qk, pe - w + w // 2, pe)
     col_b = tl.where(in_qk, col_a + half, pe + 1)
     if HAS_BIAS:
-        out += tl.load(b_ptr + _rope_rows(n0, BLOCK_N, qk_rows, HEAD_DIM)).to(tl.float32)[None, :]
+        out += tl.load(b_ptr + w_rows).to(tl.float32)[None, :]
     dtype = y_ptr.dtype.element_ty
     a, b = tl.split(tl.reshape(out.to(dtype), (BLOCK_M, BLOCK_N // 2, 2)))
     mask = m_mask[:, None] & (pe < N)[None, :]
@@ -355,7 +355,7 @@ def _gemv_kernel(
             tl.atomic_xchg(count_ptr + pid_n, 0)
             _finish(total, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS)
     elif ROPE:
-        _finish_rope(out, offs_m, m_mask, n0, N, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr,
+        _finish_rope(out, offs_m, m_mask, n0, N, w_rows, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr,
                      sin_ptr, cache_stride, loc_ptr, k_buf_ptr, v_buf_ptr, num_q_heads,
                      num_kv_heads, HAS_BIAS, BLOCK_M, BLOCK_N, HEAD_DIM)  # fmt: skip
     else:

@@ -69,7 +69,13 @@ def reduce_norm(
         fused = all_reduce_rmsnorm(partial, residual, norm.weight, norm.eps)
         if fused is not None:
             return fused
-    hidden = all_reduce(partial)
+    return _norm(norm, all_reduce(partial), residual)
+
+
+def _norm(
+    norm: RMSNorm, hidden: torch.Tensor, residual: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`norm(hidden + residual)` and that sum; `norm(hidden)` and `hidden` without one."""
     if residual is None:
         return norm(hidden), hidden
     return norm(hidden, residual)
@@ -102,7 +108,8 @@ def norm_linear_rope(
     and stored k and v in the KV pool (the GEMV's ROPE epilogue: `rope`, where it fits)."""
     if partial:
         x, residual = reduce_norm(norm, hidden, residual)
-        return _with_residual(_linear_rope(x, linear, rope), residual)
+        y, roped = _linear_rope(x, linear, rope)
+        return y, residual, roped
     weight, bias, g = linear.weight, linear.bias, norm.weight
     if (
         _fusable(hidden, weight, bias)
@@ -131,17 +138,9 @@ def norm_linear_rope(
             y, residual = gemv_rmsnorm(hidden, residual, g, norm.eps, weight, bias, config,
                                        rope=rope)  # fmt: skip
             return y, residual, rope is not None
-    if residual is None:
-        x, residual = norm(hidden), hidden
-    else:
-        x, residual = norm(hidden, residual)
-    return _with_residual(_linear_rope(x, linear, rope), residual)
-
-
-def _with_residual(
-    y_roped: tuple[torch.Tensor, bool], residual: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    return y_roped[0], residual, y_roped[1]
+    x, residual = _norm(norm, hidden, residual)
+    y, roped = _linear_rope(x, linear, rope)
+    return y, residual, roped
 
 
 def _linear_rope(
