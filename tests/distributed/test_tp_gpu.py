@@ -173,6 +173,77 @@ def _check_sum_norm(x: torch.Tensor, tp: int) -> None:
         assert torch.equal(got, first), "every rank must get the same bits"
 
 
+def _check_gemv_reduce_norm(device: torch.device, tp: int, gen: torch.Generator) -> None:
+    """The GEMV's REDUCE_NORM epilogue (o_proj's and down's shapes at tp 4, down with the SiLU
+    prologue), eagerly and over CUDA-graph replays between plain push all-reduces, against the
+    same GEMV's terms summed in float32 and the norm kernel: `s` exactly at tp 2, the norm
+    within one ulp (its sum of squares is grouped differently), every rank's bits the same."""
+    import torch.distributed as dist
+
+    from sglrs.distributed import all_reduce, comm
+    from sglrs.kernels.gemv import (
+        gemv,
+        gemv_reduce_norm,
+        gemv_silu_mul,
+        pick_config,
+        pick_fused_config,
+    )
+    from sglrs.kernels.norm import rmsnorm
+
+    common = torch.Generator().manual_seed(11)  # residual and norm weight: alike on every rank
+    residual = torch.randn(1, 4096, generator=common).bfloat16().to(device)
+    weight = torch.randn(4096, generator=common).bfloat16().to(device)
+    cases = []
+    for k, silu in ((1024, False), (3584, True)):
+        pick = pick_fused_config if silu else pick_config
+        config = pick(1, 4096, k)
+        w = (torch.randn(4096, k, generator=gen, device=device) / k**0.5).bfloat16()
+        x = torch.randn(1, 2 * k if silu else k, generator=gen, device=device).bfloat16()
+        cases.append((config, w, x, silu))
+
+    def run(config, w, x, silu):
+        rn = comm.reduce_norm_epilogue(residual, weight, 1e-5)
+        assert rn is not None
+        return gemv_reduce_norm(x, w, config, rn, silu_mul=silu)
+
+    def check(got, config, w, x, silu) -> None:
+        term = gemv_silu_mul(x, w, None, config) if silu else gemv(x, w, None, config)
+        terms = [torch.empty_like(term) for _ in range(tp)]
+        dist.all_gather(terms, term)
+        summed = sum(t.float() for t in terms).bfloat16()  # rounded once, as the kernel does
+        want = rmsnorm(summed, weight, 1e-5, residual)
+        # Past two terms the kernel's float32 tree may group them differently: one bf16 ulp of
+        # a term's size (the reference's roundings are otherwise the kernel's).
+        tol = {"rtol": 0, "atol": 0} if tp == 2 else {"rtol": 2**-7, "atol": 2**-5}
+        torch.testing.assert_close(got[1], want[1], **tol)
+        torch.testing.assert_close(got[0], want[0], rtol=2**-7, atol=2**-5)
+        for t in got:
+            first = t.clone()
+            dist.broadcast(first, 0)
+            assert torch.equal(t, first), "every rank must get the same bits"
+
+    for case in cases:
+        check(run(*case), *case)
+    ids = torch.zeros(1, 4096, device=device, dtype=torch.bfloat16)
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        a = all_reduce(ids)
+        outs = [run(*case) for case in cases]
+        c = all_reduce(ids + 1)
+    for _ in range(3):
+        ids.copy_(torch.randn(1, 4096, generator=gen, device=device))
+        for _config, _w, x, _silu in cases:
+            x.copy_(torch.randn(x.shape, generator=gen, device=device))
+        graph.replay()
+        torch.cuda.synchronize(device)
+        _check_sum(a, ids, tp)
+        for got, case in zip(outs, cases, strict=True):
+            check(got, *case)
+        _check_sum(c, ids + 1, tp)
+
+
 def _custom_all_reduce_rank(rank: int, tp: int, port: int) -> None:
     import torch.distributed as dist
 
@@ -228,6 +299,7 @@ def _custom_all_reduce_rank(rank: int, tp: int, port: int) -> None:
             want = (summed.float() + x.float()).bfloat16()
             torch.testing.assert_close(s, want, rtol=tol, atol=tol)
             _check_sum(c, b + x, tp)
+        _check_gemv_reduce_norm(device, tp, gen)
         big = torch.ones(2048, 4096, device=device).bfloat16()  # 16 MiB: NCCL, in place
         assert all_reduce(big).data_ptr() == big.data_ptr()
         assert bool((big == tp).all())

@@ -11,6 +11,7 @@ requests), else two.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from sglrs.distributed.custom_all_reduce import (
     symm_mem_supported,
 )
 from sglrs.distributed.parallel_state import get_tp_group
+
+if TYPE_CHECKING:
+    from sglrs.kernels.gemv import ReduceNorm
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,19 @@ def all_reduce_rmsnorm(
     if tp is None or tp.size == 1 or push is None or not push.handles_rmsnorm(x, residual, weight):
         return None
     return push.rmsnorm(x, residual, weight, eps)
+
+
+def reduce_norm_epilogue(
+    residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> ReduceNorm | None:
+    """The push all-reduce's state on this rank as a GEMV's REDUCE_NORM epilogue
+    (kernels/gemv.py: the GEMV sums its output over the ranks, adds `residual` and applies the
+    RMSNorm of `weight`), or None where there is none (no TP, NCCL only, another dtype)."""
+    tp = get_tp_group()
+    push = None if _CUSTOM is None else _CUSTOM.push
+    if tp is None or tp.size == 1 or push is None or residual.dtype != push.dtype:
+        return None
+    return push.reduce_norm_epilogue(residual, weight, eps)
 
 
 def enable_custom_all_reduce(

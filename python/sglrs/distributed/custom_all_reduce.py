@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from sglrs.kernels.gemv import ReduceNorm
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ DEFAULT_MAX_BYTES = 512 * 1024
 # Largest tensor the push kernel takes: 64 rows of a 4096-wide bf16 model (every rank receives
 # every peer's whole tensor, so its NVLink bytes grow with the rank count).
 PUSH_MAX_BYTES = 512 * 1024
+# The GEMV REDUCE_NORM epilogue's per-column-group scratch: a 16384-wide output in 256-column
+# groups.
+REDUCE_GROUPS = 64
 _VECTOR_BYTES = 16  # the kernel moves 16-byte vectors
 
 
@@ -103,8 +109,9 @@ class CustomAllReduce:
 
 class PushAllReduce:
     """The push kernel's state on this rank: its receive buffer (mapped by every rank), every
-    rank's buffer as mapped here, and the per-program call counts. Build it on every
-    rank at once (a collective), before any CUDA graph is captured."""
+    rank's buffer as mapped here, the per-program call counts, and the scratch of the GEMV
+    epilogue that shares the protocol (`reduce_norm_epilogue`). Build it on
+    every rank at once (a collective), before any CUDA graph is captured."""
 
     def __init__(
         self, group: Any, device: torch.device, dtype: torch.dtype, max_bytes: int
@@ -128,6 +135,7 @@ class PushAllReduce:
             handle.get_buffer(r, (numel,), bits, offset) for r in range(self.world_size)
         )
         self.counts = torch.zeros(GRID, dtype=torch.int32, device=device)
+        self.sq_stamps = torch.zeros(REDUCE_GROUPS, dtype=torch.int64, device=device)
         torch.cuda.synchronize(device)
         dist.barrier(group)  # every buffer reads empty before any rank pushes into it
 
@@ -173,3 +181,15 @@ class PushAllReduce:
         return push_all_reduce_rmsnorm(
             x, residual, weight, eps, self.buffers, self.counts, self.slot_numel, self.rank
         )
+
+    def reduce_norm_epilogue(
+        self, residual: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> ReduceNorm:
+        """This state as a GEMV's REDUCE_NORM epilogue (kernels/gemv.py) with the residual and
+        RMSNorm that follow the sum."""
+        from sglrs.kernels.gemv import ReduceNorm
+
+        return ReduceNorm(
+            residual, weight, eps, self.buffers, self.counts, self.sq_stamps, self.slot_numel,
+            self.rank,
+        )  # fmt: skip

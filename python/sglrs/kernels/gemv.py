@@ -34,6 +34,12 @@ program takes whole rope pairs of q or k rows (row d with row d + head_dim / 2),
 rotate its outputs and store k and v at the token's KV-pool slot itself, replacing the rope +
 store kernel that would follow.
 
+The REDUCE_NORM epilogue (`ReduceNorm`, one-row FMA tiles) serves the row-parallel o_proj and
+down under tensor parallelism: the programs push their terms over NVLink
+(kernels/push_all_reduce.py's protocol) and the last program of each column group sums them,
+adds the residual and applies the next RMSNorm, so no all-reduce kernel runs between the two
+projections.
+
 Prologues fuse the op before the product into the K loop, saving its kernel and the round trip
 of its output: `gemv_rmsnorm` (RMSNorm of `h (+ residual)`, before the QKV and gate_up
 projections) and `gemv_silu_mul` (`silu(gate) * up` of the gate_up output, before down). RMSNorm's
@@ -54,6 +60,13 @@ import triton
 import triton.language as tl
 
 from sglrs.kernels.pdl import pdl_launch_dependents, pdl_wait, prefetch_l2, use_pdl
+from sglrs.kernels.push_all_reduce import (
+    EMPTY_BITS,
+    MAX_NORM_WIDTH,
+    push_values,
+    store_norm,
+    take_sum,
+)
 
 # Split-K tile counters (int32, zero between launches). Allocated once per device and never
 # freed or moved: captured graphs keep the address.
@@ -124,6 +137,62 @@ def _finish_rope(
     is_v = (pe >= qk_rows)[None, :]
     tl.store(v_buf_ptr + kv + (pe - qk_rows)[None, :], a.to(ty), mask=mask & is_v)
     tl.store(v_buf_ptr + kv + (pe + 1 - qk_rows)[None, :], b.to(ty), mask=mask & is_v)
+
+
+@triton.jit
+def _finish_reduce_norm(
+    out, cols, out_mask, N, buffers, counts_ptr, sq_ptr, r_ptr, g_ptr, r_out_ptr, norm_out_ptr,
+    slot_numel, eps, RANK: tl.constexpr, WORLD: tl.constexpr, WORLD_P2: tl.constexpr,
+    EMPTY: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_COLS: tl.constexpr,
+    SQ_BLOCK: tl.constexpr, COUNTS: tl.constexpr,
+):  # fmt: skip
+    """The REDUCE_NORM epilogue (`ReduceNorm`) of a one-row product. Every program pushes its
+    outputs (this rank's terms, rounded to the dtype) into every rank's buffer, its own
+    included, and is done. The last program of each GROUP_COLS-wide column group waits for the
+    group's terms from every rank (kernels/push_all_reduce.py's protocol and order: no counter,
+    the values are their own flags), sums them, adds the residual, stores `s` and publishes the
+    group's sum of squares stamped with the call count; once every group's carries this call's
+    stamp, it normalizes its group with their total, summed in a fixed order (every rank gets
+    the same bits). Earlier programs never wait on later ones, so the groups' last programs,
+    dispatched after all the others of their group, always finish."""
+    dtype = norm_out_ptr.dtype.element_ty
+    offs = tl.reshape(cols, [BLOCK_N])
+    mask = tl.reshape(out_mask, [BLOCK_N])
+    y = tl.reshape(out.to(dtype), [BLOCK_N])
+    count = tl.load(counts_ptr)  # the push kernels' call count (all of theirs are equal)
+    half = (count % 2).to(tl.int64)
+    bits = buffers[RANK].dtype.element_ty
+    push_values(y.to(bits, bitcast=True), buffers, offs, mask, slot_numel, half, RANK, WORLD,
+                EMPTY, True)  # fmt: skip
+    per_group: tl.constexpr = GROUP_COLS // BLOCK_N
+    pid = tl.program_id(0)
+    group = pid // per_group
+    if (pid % per_group == per_group - 1) | (pid == tl.num_programs(0) - 1):
+        gcols = group * GROUP_COLS + tl.arange(0, GROUP_COLS)
+        gmask = gcols < N
+        r = tl.load(r_ptr + gcols, mask=gmask, other=0.0).to(tl.float32)
+        h = take_sum(buffers[RANK], r_ptr, gcols, gmask, slot_numel, half, dtype, RANK, WORLD,
+                     WORLD_P2, EMPTY, False)  # fmt: skip
+        s = (h.to(dtype).to(tl.float32) + r).to(dtype)
+        tl.store(r_out_ptr + gcols, s, mask=gmask)
+        sf = s.to(tl.float32)  # 0 where masked off
+        # The group's sum of squares in the low 32 bits, this call's stamp in the high ones:
+        # one 8-byte store, so a reader sees both or neither.
+        stamp = (count + 1).to(tl.int64) << 32
+        sq_bits = tl.sum(sf * sf, axis=0).to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+        tl.store(sq_ptr + group, stamp | sq_bits)
+        groups = tl.cdiv(N, GROUP_COLS)
+        idx = tl.arange(0, SQ_BLOCK)
+        want = tl.where(idx < groups, stamp, 0)
+        sq = tl.load(sq_ptr + idx, mask=idx < groups, other=0, volatile=True)
+        while tl.sum(((sq & -(1 << 32)) != want).to(tl.int32), axis=0) > 0:
+            sq = tl.load(sq_ptr + idx, mask=idx < groups, other=0, volatile=True)
+        total = tl.sum((sq & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True), axis=0)
+        rstd = tl.rsqrt(total / N + eps)
+        store_norm(sf, rstd, g_ptr, norm_out_ptr, gcols, gcols, gmask)
+        if group == groups - 1:
+            # Every program pushed (read the count) before its group's stamp went out.
+            tl.store(counts_ptr + tl.arange(0, COUNTS), count + 1)
 
 
 @triton.jit
@@ -211,6 +280,11 @@ def _gemv_kernel(
     v_buf_ptr,
     num_q_heads,
     num_kv_heads,
+    ar_buffers,
+    ar_counts_ptr,
+    sq_ptr,
+    norm_out_ptr,
+    slot_numel,
     M,
     N,
     K,
@@ -238,6 +312,14 @@ def _gemv_kernel(
     PREFETCH_BLOCKS: tl.constexpr,
     ROPE: tl.constexpr,
     HEAD_DIM: tl.constexpr,
+    REDUCE_NORM: tl.constexpr,
+    RANK: tl.constexpr,
+    WORLD: tl.constexpr,
+    WORLD_P2: tl.constexpr,
+    EMPTY: tl.constexpr,
+    GROUP_COLS: tl.constexpr,
+    SQ_BLOCK: tl.constexpr,
+    COUNTS: tl.constexpr,
 ):
     """PROLOGUE "none": x is the activation. "norm": x is h, the activation is
     `g * rmsnorm(h (+ r))` (g at g_ptr; the sum also written to r_out when HAS_RESIDUAL).
@@ -246,7 +328,10 @@ def _gemv_kernel(
     (one prefetch per LINE_ELEMS = 128 bytes) while the previous kernel finishes
     (kernels/pdl.py). ROPE (whole K per program): the weight is a fused q/k/v projection
     whose rope pairs each program takes together (`_rope_rows`), and the epilogue rotates and
-    stores them (`_finish_rope`)."""
+    stores them (`_finish_rope`). REDUCE_NORM (one row, whole K per program, no bias, not with
+    the "norm" prologue): the product is this rank's term of a row-parallel sum; the epilogue
+    sums it over the ranks and applies the RMSNorm that follows (`_finish_reduce_norm`; the
+    residual at r_ptr, the norm weight at g_ptr, the sum written to r_out)."""
     pdl_launch_dependents(USE_PDL)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -354,6 +439,10 @@ def _gemv_kernel(
                 total += tl.load(src, mask=out_mask, other=0.0, cache_modifier=".cg")
             tl.atomic_xchg(count_ptr + pid_n, 0)
             _finish(total, offs_m, cols, out_mask, b_ptr, y_ptr, N, stride_ym, HAS_BIAS)
+    elif REDUCE_NORM:
+        _finish_reduce_norm(out, cols, out_mask, N, ar_buffers, ar_counts_ptr, sq_ptr, r_ptr,
+                            g_ptr, r_out_ptr, norm_out_ptr, slot_numel, eps, RANK, WORLD,
+                            WORLD_P2, EMPTY, BLOCK_N, GROUP_COLS, SQ_BLOCK, COUNTS)  # fmt: skip
     elif ROPE:
         _finish_rope(out, offs_m, m_mask, n0, N, w_rows, b_ptr, y_ptr, stride_ym, pos_ptr, cos_ptr,
                      sin_ptr, cache_stride, loc_ptr, k_buf_ptr, v_buf_ptr, num_q_heads,
@@ -455,6 +544,131 @@ def _rope_args(rope: RopeStore | None, y: torch.Tensor, m: int) -> tuple[tuple, 
     return args, {"ROPE": True, "HEAD_DIM": rope.head_dim}
 
 
+@dataclass(frozen=True)
+class ReduceNorm:
+    """The REDUCE_NORM epilogue of a one-row, row-parallel GEMV (this rank's term of a sum over
+    the ranks, no bias): `s = residual + the sum over the ranks`, then `weight * rmsnorm(s)`
+    with the separate ops' roundings (the sum rounded to the dtype, the add, kernels/norm.py's
+    norm), over the push all-reduce's state on this rank (distributed/custom_all_reduce.py's
+    PushAllReduce: its buffers and call counts, so its kernels' calls and these interleave).
+    `sq_stamps`: int64 scratch, one per column group (its sum of squares and call stamp),
+    zeros at start."""
+
+    residual: torch.Tensor
+    weight: torch.Tensor
+    eps: float
+    buffers: tuple[torch.Tensor, ...]
+    counts: torch.Tensor
+    sq_stamps: torch.Tensor
+    slot_numel: int
+    rank: int
+
+
+# Columns a REDUCE_NORM group sums: its last program polls them from every rank at once.
+REDUCE_GROUP_COLS = 256
+
+
+def _group_cols(n: int, device: torch.device) -> int:
+    """REDUCE_NORM's column group width. Interpreted (the CPU), one group: the interpreter runs
+    programs one after another, so a group waiting for another would never return."""
+    whole = triton.next_power_of_2(n)
+    return min(REDUCE_GROUP_COLS, whole) if device.type == "cuda" else whole
+
+
+def reduce_norm_fits(
+    rn: ReduceNorm, x: torch.Tensor, weight: torch.Tensor, config: GemvConfig
+) -> bool:
+    """Whether the REDUCE_NORM epilogue takes this product and tile: one row, one FMA tile of
+    whole K per program, outputs within a push slot, a contiguous residual `[1, N]` and norm
+    weight `[N]` of the activation dtype, and scratch for every column group."""
+    m, n = x.shape[0], weight.shape[0]
+    group = _group_cols(n, x.device)
+    groups = triton.cdiv(n, group)
+    return (
+        m == 1
+        and not config.use_dot
+        and config.split_k == 1
+        and group % config.block_n == 0
+        and 0 < n <= min(rn.slot_numel, MAX_NORM_WIDTH)
+        and rn.residual.shape == (m, n)
+        and rn.residual.dtype == x.dtype
+        and rn.residual.is_contiguous()
+        and rn.weight.shape == (n,)
+        and rn.weight.dtype == x.dtype
+        and rn.weight.is_contiguous()
+        and rn.buffers[rn.rank].element_size() == x.element_size()
+        and groups <= rn.sq_stamps.numel()
+        and rn.sq_stamps.dtype == torch.int64
+    )
+
+
+def _reduce_args(
+    rn: ReduceNorm | None, y: torch.Tensor, norm_out: torch.Tensor | None
+) -> tuple[tuple, dict]:
+    """The kernel's REDUCE_NORM arguments (placeholders without `rn`)."""
+    if rn is None or norm_out is None:
+        consts = {"REDUCE_NORM": False, "RANK": 0, "WORLD": 1, "WORLD_P2": 1, "EMPTY": 0,
+                  "GROUP_COLS": 1, "SQ_BLOCK": 1, "COUNTS": 1}  # fmt: skip
+        return ((y,), y, y, y, 0), consts
+    n = y.shape[1]
+    world = len(rn.buffers)
+    group = _group_cols(n, y.device)
+    consts = {
+        "REDUCE_NORM": True,
+        "RANK": rn.rank,
+        "WORLD": world,
+        "WORLD_P2": triton.next_power_of_2(world),
+        "EMPTY": EMPTY_BITS[y.element_size()],
+        "GROUP_COLS": group,
+        "SQ_BLOCK": triton.next_power_of_2(triton.cdiv(n, group)),
+        "COUNTS": rn.counts.numel(),
+    }
+    args = (rn.buffers, rn.counts, rn.sq_stamps, norm_out, rn.slot_numel)
+    return args, consts
+
+
+def _launch(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    config: GemvConfig,
+    *,
+    block_m: int,
+    split: int = 1,
+    k_split: int | None = None,
+    part: torch.Tensor | None = None,
+    counters: torch.Tensor | None = None,
+    prologue: str = "none",
+    residual: torch.Tensor | None = None,
+    norm_weight: torch.Tensor | None = None,
+    r_out: torch.Tensor | None = None,
+    eps: float = 0.0,
+    stats_first: bool = False,
+    rope: RopeStore | None = None,
+    reduce: ReduceNorm | None = None,
+    norm_out: torch.Tensor | None = None,
+) -> None:
+    """One `_gemv_kernel` launch over `y [M, N]` (unused pointers get `y` as a placeholder)."""
+    (m, n), k = y.shape, weight.shape[1]
+    rope_args, rope_consts = _rope_args(rope, y, m)
+    reduce_args, reduce_consts = _reduce_args(reduce, y, norm_out)
+    _gemv_kernel[(triton.cdiv(n, config.block_n), split)](
+        x, weight, y if bias is None else bias, y, y if part is None else part,
+        y if counters is None else counters, y if residual is None else residual,
+        y if norm_weight is None else norm_weight, y if r_out is None else r_out, *rope_args,
+        *reduce_args, m, n, k, k if k_split is None else k_split, split, x.stride(0),
+        weight.stride(0), y.stride(0), 0 if residual is None else residual.stride(0),
+        0 if r_out is None else r_out.stride(0), eps,
+        HAS_BIAS=bias is not None, SPLIT=split > 1, USE_DOT=config.use_dot,
+        EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0, PROLOGUE=prologue,
+        HAS_RESIDUAL=prologue == "norm" and residual is not None, STATS_FIRST=stats_first,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
+        **reduce_consts, **_pdl_args(weight, config), num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )  # fmt: skip
+
+
 def _no_split(name: str, config: GemvConfig) -> None:
     if config.split_k != 1:
         raise ValueError(f"{name}: the prologue needs whole rows of K per program (split_k 1), "
@@ -490,16 +704,8 @@ def gemv(
     k_split = triton.cdiv(triton.cdiv(k, split), config.block_k) * config.block_k
     split = triton.cdiv(k, k_split)
     part = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else y
-    rope_args, rope_consts = _rope_args(rope, y, m)
-    _gemv_kernel[(tiles, split)](
-        x, weight, y if bias is None else bias, y, part, y if counters is None else counters,
-        y, y, y, *rope_args, m, n, k, k_split, split, x.stride(0), weight.stride(0), y.stride(0),
-        0, 0, 0.0, HAS_BIAS=bias is not None, SPLIT=split > 1, USE_DOT=config.use_dot,
-        EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
-        PROLOGUE="none", HAS_RESIDUAL=False, STATS_FIRST=False,
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
-        **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
-    )  # fmt: skip
+    _launch(x, weight, bias, y, config, block_m=block_m, split=split, k_split=k_split, part=part,
+            counters=counters, rope=rope)  # fmt: skip
     return y
 
 
@@ -549,18 +755,17 @@ def gemv_rmsnorm(
         r_out = torch.empty_like(h)
     if m == 0 or n == 0:
         return y, r_out
-    rope_args, rope_consts = _rope_args(rope, y, m)
-    _gemv_kernel[(triton.cdiv(n, config.block_n), 1)](
-        h, weight, y if bias is None else bias, y, y, y, h if residual is None else residual,
-        norm_weight, r_out, *rope_args, m, n, k, k, 1, h.stride(0), weight.stride(0),
-        y.stride(0), 0 if residual is None else residual.stride(0), r_out.stride(0), eps,
-        HAS_BIAS=bias is not None, SPLIT=False, USE_DOT=config.use_dot,
-        EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
-        PROLOGUE="norm", HAS_RESIDUAL=residual is not None, STATS_FIRST=stats_first,
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
-        **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
-    )  # fmt: skip
+    _launch(h, weight, bias, y, config, block_m=block_m, prologue="norm", residual=residual,
+            norm_weight=norm_weight, r_out=r_out, eps=eps, stats_first=stats_first,
+            rope=rope)  # fmt: skip
     return y, r_out
+
+
+def _check_gate_up(name: str, gate_up: torch.Tensor, weight: torch.Tensor) -> None:
+    k = weight.shape[-1]
+    if gate_up.dim() != 2 or gate_up.shape[1] != 2 * k:
+        raise ValueError(f"{name}: shapes gate_up {tuple(gate_up.shape)} and weight "
+                         f"{tuple(weight.shape)} (gate_up must be [M, 2K])")  # fmt: skip
 
 
 def gemv_silu_mul(
@@ -572,29 +777,46 @@ def gemv_silu_mul(
     """`(silu(gate) * up) @ weight[N, K]^T (+ bias)` for `gate_up = [gate | up]` `[M, 2K]`,
     without materializing the product."""
     name = "gemv_silu_mul"
-    k = weight.shape[-1]
-    if gate_up.dim() != 2 or gate_up.shape[1] != 2 * k:
-        raise ValueError(f"{name}: shapes gate_up {tuple(gate_up.shape)} and weight "
-                         f"{tuple(weight.shape)} (gate_up must be [M, 2K])")  # fmt: skip
-    _check_operands(name, gate_up, k, weight, bias)
+    _check_gate_up(name, gate_up, weight)
+    _check_operands(name, gate_up, weight.shape[-1], weight, bias)
     _no_split(name, config)
-    m = gate_up.shape[0]
-    n = weight.shape[0]
+    m, n = gate_up.shape[0], weight.shape[0]
     block_m = _block_m(name, m, config)
     y = torch.empty((m, n), dtype=gate_up.dtype, device=gate_up.device)
     if m == 0 or n == 0:
         return y
-    rope_args, rope_consts = _rope_args(None, y, m)
-    _gemv_kernel[(triton.cdiv(n, config.block_n), 1)](
-        gate_up, weight, y if bias is None else bias, y, y, y, y, y, y, *rope_args,
-        m, n, k, k, 1, gate_up.stride(0), weight.stride(0), y.stride(0), 0, 0, 0.0,
-        HAS_BIAS=bias is not None, SPLIT=False, USE_DOT=config.use_dot,
-        EVEN_N=n % config.block_n == 0, EVEN_K=k % config.block_k == 0,
-        PROLOGUE="silu_mul", HAS_RESIDUAL=False, STATS_FIRST=False,
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, **rope_consts,
-        **_pdl_args(weight, config), num_warps=config.num_warps, num_stages=config.num_stages,
-    )  # fmt: skip
+    _launch(gate_up, weight, bias, y, config, block_m=block_m, prologue="silu_mul")
     return y
+
+
+def gemv_reduce_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    config: GemvConfig,
+    rn: ReduceNorm,
+    silu_mul: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(rn.weight * rmsnorm(s), s)` for `s = rn.residual + the sum over the ranks of x @
+    weight^T`: this rank's row `x [1, K]` and its shard `[N, K]` of a row-parallel, bias-free
+    projection, reduced in the GEMV's epilogue (`ReduceNorm`; where `reduce_norm_fits`).
+    `silu_mul`: x is `[gate | up]` `[1, 2K]` and the product takes `silu(gate) * up`, as
+    `gemv_silu_mul`'s. Every rank must make the same calls (and push kernel calls) in order."""
+    name = "gemv_reduce_norm"
+    k = weight.shape[-1]
+    if silu_mul:
+        _check_gate_up(name, x, weight)
+    _check_operands(name, x, k, weight, None)
+    if not reduce_norm_fits(rn, x, weight, config):
+        raise ValueError(f"{name}: the reduce-norm epilogue does not fit this product or tile")
+    m, n = x.shape[0], weight.shape[0]
+    block_m = _block_m(name, m, config)
+    norm_out, r_out = (torch.empty((m, n), dtype=x.dtype, device=x.device) for _ in range(2))
+    # norm_out also stands in for the plain output, which this epilogue does not write.
+    _launch(x, weight, None, norm_out, config, block_m=block_m,
+            prologue="silu_mul" if silu_mul else "none", residual=rn.residual,
+            norm_weight=rn.weight, r_out=r_out, eps=rn.eps, reduce=rn,
+            norm_out=norm_out)  # fmt: skip
+    return norm_out, r_out
 
 
 # Dispatch: the rows (rounded up to a power of two) and the weight's shape class pick a config;

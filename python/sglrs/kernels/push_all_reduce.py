@@ -33,6 +33,17 @@ MAX_BLOCK = 2048
 
 
 @triton.jit
+def push_values(v, buffers, offs, mask, slot_numel, half, RANK: tl.constexpr,
+                WORLD: tl.constexpr, EMPTY: tl.constexpr, TO_SELF: tl.constexpr):  # fmt: skip
+    """Values `v` (the integer view of the element type) at `offs` of slot (half, RANK) of
+    every rank's buffer (but this rank's own without TO_SELF); -0.0 goes as +0.0."""
+    v = tl.where(v == EMPTY, tl.zeros_like(v), v)  # -0.0 would read as "not arrived"
+    for r in tl.static_range(WORLD):
+        if TO_SELF or r != RANK:
+            tl.store(buffers[r] + (half * WORLD + RANK) * slot_numel + offs, v, mask=mask)
+
+
+@triton.jit
 def _push(x_ptr, buffers, numel, slot_numel, half, pid, RANK: tl.constexpr, WORLD: tl.constexpr,
           EMPTY: tl.constexpr, BLOCK: tl.constexpr, TO_SELF: tl.constexpr):  # fmt: skip
     """This rank's values into slot (half, RANK) of every rank's buffer (but its own without
@@ -43,24 +54,22 @@ def _push(x_ptr, buffers, numel, slot_numel, half, pid, RANK: tl.constexpr, WORL
         mask = offs < numel
         v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(buffers[RANK].dtype.element_ty,
                                                             bitcast=True)  # fmt: skip
-        v = tl.where(v == EMPTY, tl.zeros_like(v), v)  # -0.0 would read as "not arrived"
-        for r in tl.static_range(WORLD):
-            if TO_SELF or r != RANK:
-                tl.store(buffers[r] + (half * WORLD + RANK) * slot_numel + offs, v, mask=mask)
+        push_values(v, buffers, offs, mask, slot_numel, half, RANK, WORLD, EMPTY, TO_SELF)
 
 
 @triton.jit
-def _take_sum(mine, x_ptr, offs, mask, slot_numel, half, out_dtype: tl.constexpr,
-              RANK: tl.constexpr, WORLD: tl.constexpr, WORLD_P2: tl.constexpr,
-              EMPTY: tl.constexpr, SELF_FROM_X: tl.constexpr):  # fmt: skip
-    """The ranks' values at `offs` of this rank's slots, summed in float32 once every one has
-    arrived (one load of all the slots per poll, and the same reduction tree on every rank, so
-    every rank gets the same bits); the slots are marked empty again. SELF_FROM_X: this rank's
-    own term comes from x (it was not pushed to itself)."""
+def take_sum(mine, x_ptr, offs, mask, slot_numel, half, out_dtype: tl.constexpr,
+             RANK: tl.constexpr, WORLD: tl.constexpr, WORLD_P2: tl.constexpr,
+             EMPTY: tl.constexpr, SELF_FROM_X: tl.constexpr):  # fmt: skip
+    """The ranks' values at `offs` of this rank's slots `mine`, summed in float32 once every one
+    has arrived (one load of all the slots per poll, and the same reduction tree on every rank,
+    so every rank gets the same bits); the slots are marked empty again. SELF_FROM_X: this
+    rank's own term comes from x (it was not pushed to itself)."""
     ranks = tl.arange(0, WORLD_P2)
     polled = ranks < WORLD
     if SELF_FROM_X:
         polled = polled & (ranks != RANK)
+        own = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     both = polled[:, None] & mask[None, :]
     src = mine + (half * WORLD + ranks)[:, None] * slot_numel + offs[None, :]
     v = tl.load(src, mask=both, other=0, volatile=True)
@@ -70,9 +79,18 @@ def _take_sum(mine, x_ptr, offs, mask, slot_numel, half, out_dtype: tl.constexpr
     vals = v.to(out_dtype, bitcast=True).to(tl.float32)  # +0.0 where masked off
     if SELF_FROM_X:
         # -0.0 sums as the +0.0 a push would have sent.
-        own = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         vals = tl.where((ranks == RANK)[:, None], own[None, :], vals)
     return tl.sum(vals, axis=0)
+
+
+@triton.jit
+def store_norm(sf, rstd, w_ptr, out_ptr, offs, cols, mask):
+    """`w[cols] * (s * rstd)` at `offs` of out, for `s` in float32 and its row's `rstd`, with
+    kernels/norm.py's roundings."""
+    dtype = out_ptr.dtype.element_ty
+    g = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    y = (sf * rstd).to(dtype).to(tl.float32) * g
+    tl.store(out_ptr + offs, y.to(dtype), mask=mask)
 
 
 @triton.jit
@@ -100,8 +118,8 @@ def _push_all_reduce_kernel(
     for start in range(pid * BLOCK, numel, tl.num_programs(0) * BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < numel
-        acc = _take_sum(buffers[RANK], x_ptr, offs, mask, slot_numel, half,
-                        out_ptr.dtype.element_ty, RANK, WORLD, WORLD_P2, EMPTY, False)  # fmt: skip
+        acc = take_sum(buffers[RANK], x_ptr, offs, mask, slot_numel, half,
+                       out_ptr.dtype.element_ty, RANK, WORLD, WORLD_P2, EMPTY, False)  # fmt: skip
         tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
     tl.store(counts_ptr + pid, count + 1)
 
@@ -143,18 +161,16 @@ def _push_all_reduce_rmsnorm_kernel(
     cols = tl.arange(0, ROW_BLOCK)
     mask = cols < width
     dtype = out_ptr.dtype.element_ty
-    g = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
     for row in range(pid, rows, tl.num_programs(0)):
         offs = row * width + cols  # within a slot: far below 2^31
         r = tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # before the wait
-        h = _take_sum(buffers[RANK], x_ptr, offs, mask, slot_numel, half, dtype, RANK, WORLD,
-                      WORLD_P2, EMPTY, True)  # fmt: skip
+        h = take_sum(buffers[RANK], x_ptr, offs, mask, slot_numel, half, dtype, RANK, WORLD,
+                     WORLD_P2, EMPTY, True)  # fmt: skip
         s = (h.to(dtype).to(tl.float32) + r).to(dtype)
         tl.store(res_out_ptr + offs, s, mask=mask)
         sf = s.to(tl.float32)
         rstd = tl.rsqrt(tl.sum(sf * sf, axis=0) / width + eps)
-        y = (sf * rstd).to(dtype).to(tl.float32) * g
-        tl.store(out_ptr + offs, y.to(dtype), mask=mask)
+        store_norm(sf, rstd, w_ptr, out_ptr, offs, cols, mask)
     tl.store(counts_ptr + pid, count + 1)
 
 

@@ -12,11 +12,16 @@ activation kernel, then the plain GEMV), to measure what it saves.
 Tensor parallelism: QKV and gate_up are column-parallel, so each rank has whole input rows and
 normalizes them itself. Down is row-parallel over gate_up's columns and SiLU*mul is elementwise
 on this rank's `[gate_r | up_r]`, so the fused product is this rank's partial sum, reduced as
-RowLinear reduces it (the bias once, after the sum). The Llama layers also defer the sums of
-o_proj and down to the norm that follows each (`reduce_norm`): the push all-reduce kernel then
-sums, adds the residual and normalizes in one launch, and the projection after it is a plain
-GEMV with no prologue. `norm_linear_rope` also lets a one-row QKV GEMV rotate q and k and store
-k and v in the KV pool in its epilogue (kernels/gemv.py's `RopeStore`), saving the rope kernel.
+RowLinear reduces it (the bias once, after the sum). The Llama layers also take the sums of
+o_proj and down together with the norm that follows each (`linear_reduce_norm`): a one-row
+GEMV's epilogue pushes its terms to the other ranks, sums theirs, adds the residual and
+normalizes (kernels/gemv.py's REDUCE_NORM), so no all-reduce kernel runs between the two
+projections; elsewhere the push all-reduce kernel sums, adds and normalizes in one launch
+(`reduce_norm`). The projection after it is a plain GEMV with no prologue. `norm_linear_rope` and
+`linear_rope` also let a one-row QKV GEMV rotate q and k and store k and v in the KV pool in its
+epilogue (kernels/gemv.py's `RopeStore`), saving the rope kernel.
+`SGLRS_DISABLE_REDUCE_NORM_EPILOGUE=1` keeps the separate all-reduce + norm kernel (to measure
+what the epilogue saves).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from sglrs.distributed.comm import all_reduce, all_reduce_rmsnorm
+from sglrs.distributed.comm import all_reduce, all_reduce_rmsnorm, reduce_norm_epilogue
 from sglrs.kernels import use_triton
 from sglrs.layers.activation import SiluAndMul
 from sglrs.layers.cuda_linear import launch_now
@@ -86,13 +91,11 @@ def norm_linear(
     hidden: torch.Tensor,
     residual: torch.Tensor | None,
     linear: ReplicatedLinear,
-    partial: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`linear(norm(hidden + residual))` and `hidden + residual` (the next residual); without
     `residual`, `linear(norm(hidden))` and `hidden`. `linear` takes whole rows (replicated or
-    column-parallel). `partial`: `hidden` is this rank's term of a row-parallel sum, reduced
-    here (`reduce_norm`)."""
-    y, residual, _ = norm_linear_rope(norm, hidden, residual, linear, partial, None)
+    column-parallel)."""
+    y, residual, _ = norm_linear_rope(norm, hidden, residual, linear, None)
     return y, residual
 
 
@@ -101,15 +104,10 @@ def norm_linear_rope(
     hidden: torch.Tensor,
     residual: torch.Tensor | None,
     linear: ReplicatedLinear,
-    partial: bool,
     rope: RopeStore | None,
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """`norm_linear` of a fused q/k/v projection, and whether its GEMV also rotated q and k
     and stored k and v in the KV pool (the GEMV's ROPE epilogue: `rope`, where it fits)."""
-    if partial:
-        x, residual = reduce_norm(norm, hidden, residual)
-        y, roped = _linear_rope(x, linear, rope)
-        return y, residual, roped
     weight, bias, g = linear.weight, linear.bias, norm.weight
     if (
         _fusable(hidden, weight, bias)
@@ -139,15 +137,15 @@ def norm_linear_rope(
                                        rope=rope)  # fmt: skip
             return y, residual, rope is not None
     x, residual = _norm(norm, hidden, residual)
-    y, roped = _linear_rope(x, linear, rope)
+    y, roped = linear_rope(x, linear, rope)
     return y, residual, roped
 
 
-def _linear_rope(
+def linear_rope(
     x: torch.Tensor, linear: ReplicatedLinear, rope: RopeStore | None
 ) -> tuple[torch.Tensor, bool]:
-    """`linear(x)`, through the plain GEMV with the ROPE epilogue where `rope` fits it (then
-    True)."""
+    """`linear(x)` (whole rows: replicated or column-parallel), through the plain GEMV with the
+    ROPE epilogue where `rope` fits it (then True)."""
     weight, bias = linear.weight, linear.bias
     if rope is not None and _fusable(x, weight, bias) and weight.shape[1] == x.shape[1]:
         from sglrs.kernels.gemv import gemv, pick_config, rope_fits
@@ -187,3 +185,48 @@ def silu_mul_linear(
         assert isinstance(down, RowLinear)
         return down.partial_sum(act(gate_up))
     return down(act(gate_up))
+
+
+def linear_reduce_norm(
+    x: torch.Tensor,
+    linear: RowLinear,
+    norm: RMSNorm,
+    residual: torch.Tensor,
+    act: SiluAndMul | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`norm(s)` and `s` for `s = residual + linear(x)` (`linear(act(x))` with `act`), where
+    `linear` is row-parallel without a bias: one GEMV whose epilogue takes the sum over the
+    ranks, the residual add and the norm (kernels/gemv.py's REDUCE_NORM) for one row on a GPU
+    where it fits, else this rank's term and then `reduce_norm`. Every rank decides alike (same
+    shapes, same order of calls)."""
+    if linear.bias is not None:
+        raise ValueError("linear_reduce_norm: the projection has a bias (added after the sum)")
+    weight = linear.weight
+    fused_act = type(act) is SiluAndMul
+    if (
+        (act is None or fused_act)
+        and type(norm) is RMSNorm
+        and x.shape[0] == 1  # measured at batch 1; larger batches keep the separate kernel
+        and _fusable(x, weight, None)
+        and os.environ.get("SGLRS_DISABLE_REDUCE_NORM_EPILOGUE") != "1"
+    ):
+        rn = reduce_norm_epilogue(residual, norm.weight, norm.eps)
+        (m, kx), (n, k) = x.shape, weight.shape
+        if rn is not None and kx == (2 * k if fused_act else k):
+            from sglrs.kernels.gemv import (
+                gemv_reduce_norm,
+                pick_config,
+                pick_fused_config,
+                reduce_norm_fits,
+            )
+
+            config = (pick_fused_config if fused_act else pick_config)(m, n, k)
+            if config is not None and reduce_norm_fits(rn, x, weight, config):
+                key = ("reduce_norm", config, m, n, k, x.dtype, fused_act, x.device)
+                if launch_now(key, weight):
+                    return gemv_reduce_norm(x, weight, config, rn, silu_mul=fused_act)
+    if act is None:
+        partial = linear.partial_sum(x)
+    else:
+        partial = silu_mul_linear(act, x, linear, reduce=False)
+    return reduce_norm(norm, partial, residual)

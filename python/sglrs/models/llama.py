@@ -13,7 +13,13 @@ from torch import nn
 from sglrs.attention.layer import Attention
 from sglrs.distributed.parallel_state import get_tp_rank, get_tp_size
 from sglrs.layers.activation import SiluAndMul
-from sglrs.layers.cuda_fused import norm_linear, norm_linear_rope, reduce_norm, silu_mul_linear
+from sglrs.layers.cuda_fused import (
+    linear_reduce_norm,
+    linear_rope,
+    norm_linear,
+    norm_linear_rope,
+    silu_mul_linear,
+)
 from sglrs.layers.embedding import LMHead, VocabEmbedding
 from sglrs.layers.linear import MergedColumnLinear, QKVLinear, RowLinear, WeightLoadError
 from sglrs.layers.norm import RMSNorm
@@ -110,12 +116,13 @@ class LlamaAttention(nn.Module):
         positions: torch.Tensor,
         qkv: torch.Tensor,
         forward_batch: ForwardBatch,
-        reduce: bool = True,
+        project: bool = True,
         roped: bool = False,
     ) -> torch.Tensor:
-        """Rope, attention and the output projection of the fused q/k/v rows; `reduce=False`:
-        this rank's term of the projection's sum over the ranks (RowLinear.partial_sum).
-        `roped`: the QKV GEMV already rotated q and k and stored k and v (`rope_epilogue`)."""
+        """Rope, attention and the output projection of the fused q/k/v rows; `project=False`:
+        the attention output before o_proj (the layer projects it together with the sum over
+        the ranks). `roped`: the QKV GEMV already rotated q and k and stored k and v
+        (`rope_epilogue`)."""
         q, k, v = self.qkv_proj.split(qkv)
         t = qkv.shape[0]
         v = v.view(t, self.num_kv_heads, self.head_dim)
@@ -142,7 +149,7 @@ class LlamaAttention(nn.Module):
                 qk = rotary.rotate(positions, qk)
             q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         o = self.attn(q, k, v, forward_batch, kv_stored).reshape(t, self.num_heads * self.head_dim)
-        return self.o_proj(o) if reduce else self.o_proj.partial_sum(o)
+        return self.o_proj(o) if project else o
 
 
 class LlamaMLP(nn.Module):
@@ -160,10 +167,9 @@ class LlamaMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act_down(self.gate_up_proj(x))
 
-    def act_down(self, gate_up: torch.Tensor, reduce: bool = True) -> torch.Tensor:
-        """down_proj(silu(gate) * up), as one fused GEMV in decode on a GPU (cuda_fused);
-        `reduce=False`: this rank's term of down_proj's sum over the ranks."""
-        return silu_mul_linear(self.act, gate_up, self.down_proj, reduce)
+    def act_down(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """down_proj(silu(gate) * up), as one fused GEMV in decode on a GPU (cuda_fused)."""
+        return silu_mul_linear(self.act, gate_up, self.down_proj)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -180,9 +186,9 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config, tp)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        # With TP, o_proj's and down_proj's sums over the ranks are taken by the norm after
-        # each (one kernel with the residual add: cuda_fused.reduce_norm); a bias, added
-        # after the sum, keeps them in RowLinear.
+        # With TP, o_proj's and down_proj's sums over the ranks are taken together with the
+        # norm after each (cuda_fused.linear_reduce_norm: in the projection's GEMV where it
+        # fits); a bias, added after the sum, keeps them in RowLinear.
         self.defers_reduce = tp.size > 1 and not opts.o_bias and not config.mlp_bias
 
     def forward(
@@ -191,21 +197,33 @@ class LlamaDecoderLayer(nn.Module):
         hidden: torch.Tensor,
         residual: torch.Tensor | None,
         forward_batch: ForwardBatch,
-        partial: bool = False,
+        normed: bool = False,
+        next_norm: RMSNorm | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`partial`: `hidden` is this rank's term of the previous layer's sum over the ranks
-        (its `defers_reduce`); the hidden returned is one too when this layer defers."""
+        """`normed`: `hidden` is already this layer's input_layernorm output and `residual` what
+        it normalized (the previous layer's `defers_reduce`). A layer that defers its sums needs
+        `next_norm` (the next layer's input_layernorm, or the model's final norm) and returns
+        `(next_norm(s), s)` for its output `s`; otherwise `(hidden, residual)` as usual."""
         # Each norm goes to the projection after it: fused into its GEMV in decode on a GPU.
-        attn, mlp, defer = self.self_attn, self.mlp, self.defers_reduce
+        attn, mlp = self.self_attn, self.mlp
         rope = attn.rope_epilogue(positions, forward_batch)
-        qkv, residual, roped = norm_linear_rope(
-            self.input_layernorm, hidden, residual, attn.qkv_proj, partial, rope
-        )
-        hidden = attn.attend(positions, qkv, forward_batch, reduce=not defer, roped=roped)
-        gate_up, residual = norm_linear(
-            self.post_attention_layernorm, hidden, residual, mlp.gate_up_proj, defer
-        )
-        return mlp.act_down(gate_up, reduce=not defer), residual
+        if normed:
+            qkv, roped = linear_rope(hidden, attn.qkv_proj, rope)
+        else:
+            qkv, residual, roped = norm_linear_rope(
+                self.input_layernorm, hidden, residual, attn.qkv_proj, rope
+            )
+        if not self.defers_reduce:
+            hidden = attn.attend(positions, qkv, forward_batch, roped=roped)
+            gate_up, residual = norm_linear(
+                self.post_attention_layernorm, hidden, residual, mlp.gate_up_proj
+            )
+            return mlp.act_down(gate_up), residual
+        if next_norm is None or residual is None:
+            raise ValueError("a layer that defers its sums needs the norm after it")
+        o = attn.attend(positions, qkv, forward_batch, project=False, roped=roped)
+        x, residual = linear_reduce_norm(o, attn.o_proj, self.post_attention_layernorm, residual)
+        return linear_reduce_norm(mlp.gate_up_proj(x), mlp.down_proj, next_norm, residual, mlp.act)
 
 
 class LlamaModel(nn.Module):
@@ -231,12 +249,12 @@ class LlamaModel(nn.Module):
         if fused is not None:
             hidden, residual = fused
         else:
-            partial = False
-            for layer in self.layers:
-                hidden, residual = layer(positions, hidden, residual, forward_batch, partial)
-                partial = layer.defers_reduce
-            if partial:
-                hidden, _ = reduce_norm(self.norm, hidden, residual)
+            normed, layers = False, self.layers
+            for i, layer in enumerate(layers):
+                after = layers[i + 1].input_layernorm if i + 1 < len(layers) else self.norm
+                hidden, residual = layer(positions, hidden, residual, forward_batch, normed, after)
+                normed = layer.defers_reduce
+            if normed:  # the last layer applied the final norm
                 return hidden
         hidden, _ = self.norm(hidden, residual)
         return hidden
