@@ -61,9 +61,8 @@ def all_reduce_rmsnorm(
     """`(weight * rmsnorm(s), s)` for `s = residual + the sum of x over the ranks`, in one kernel
     where the push all-reduce takes `x`; None where it does not (the caller reduces and
     normalizes separately)."""
-    tp = get_tp_group()
-    push = None if _CUSTOM is None else _CUSTOM.push
-    if tp is None or tp.size == 1 or push is None or not push.handles_rmsnorm(x, residual, weight):
+    push = _push_state()
+    if push is None or not push.handles_rmsnorm(x, residual, weight):
         return None
     return push.rmsnorm(x, residual, weight, eps)
 
@@ -74,11 +73,18 @@ def reduce_norm_epilogue(
     """The push all-reduce's state on this rank as a GEMV's REDUCE_NORM epilogue
     (kernels/gemv.py: the GEMV sums its output over the ranks, adds `residual` and applies the
     RMSNorm of `weight`), or None where there is none (no TP, NCCL only, another dtype)."""
-    tp = get_tp_group()
-    push = None if _CUSTOM is None else _CUSTOM.push
-    if tp is None or tp.size == 1 or push is None or residual.dtype != push.dtype:
+    push = _push_state()
+    if push is None or residual.dtype != push.dtype:
         return None
     return push.reduce_norm_epilogue(residual, weight, eps)
+
+
+def _push_state() -> PushAllReduce | None:
+    """The push all-reduce's state for the activations' dtype, where TP set it up."""
+    tp = get_tp_group()
+    if tp is None or tp.size == 1 or _CUSTOM is None:
+        return None
+    return _CUSTOM.push
 
 
 def enable_custom_all_reduce(

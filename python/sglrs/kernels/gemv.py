@@ -65,7 +65,7 @@ from sglrs.kernels.push_all_reduce import (
     MAX_NORM_WIDTH,
     push_values,
     store_norm,
-    take_sum,
+    take_sum_residual,
 )
 
 # Split-K tile counters (int32, zero between launches). Allocated once per device and never
@@ -170,12 +170,9 @@ def _finish_reduce_norm(
     if (pid % per_group == per_group - 1) | (pid == tl.num_programs(0) - 1):
         gcols = group * GROUP_COLS + tl.arange(0, GROUP_COLS)
         gmask = gcols < N
-        r = tl.load(r_ptr + gcols, mask=gmask, other=0.0).to(tl.float32)
-        h = take_sum(buffers[RANK], r_ptr, gcols, gmask, slot_numel, half, dtype, RANK, WORLD,
-                     WORLD_P2, EMPTY, False)  # fmt: skip
-        s = (h.to(dtype).to(tl.float32) + r).to(dtype)
-        tl.store(r_out_ptr + gcols, s, mask=gmask)
-        sf = s.to(tl.float32)  # 0 where masked off
+        # Every rank's term came through the slots (x unused: r_ptr stands in).
+        sf = take_sum_residual(buffers[RANK], r_ptr, r_ptr, r_out_ptr, gcols, gmask, slot_numel,
+                               half, dtype, RANK, WORLD, WORLD_P2, EMPTY, False)  # fmt: skip
         # The group's sum of squares in the low 32 bits, this call's stamp in the high ones:
         # one 8-byte store, so a reader sees both or neither.
         stamp = (count + 1).to(tl.int64) << 32

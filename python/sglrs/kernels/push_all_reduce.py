@@ -84,6 +84,21 @@ def take_sum(mine, x_ptr, offs, mask, slot_numel, half, out_dtype: tl.constexpr,
 
 
 @triton.jit
+def take_sum_residual(mine, x_ptr, res_ptr, res_out_ptr, offs, mask, slot_numel, half,
+                      dtype: tl.constexpr, RANK: tl.constexpr, WORLD: tl.constexpr,
+                      WORLD_P2: tl.constexpr, EMPTY: tl.constexpr,
+                      SELF_FROM_X: tl.constexpr):  # fmt: skip
+    """`s = residual + take_sum(...)` at `offs`, with the separate ops' roundings (the sum
+    rounded to the dtype, then the add), stored to res_out; returns s in float32."""
+    r = tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # before the wait
+    h = take_sum(mine, x_ptr, offs, mask, slot_numel, half, dtype, RANK, WORLD, WORLD_P2, EMPTY,
+                 SELF_FROM_X)  # fmt: skip
+    s = (h.to(dtype).to(tl.float32) + r).to(dtype)
+    tl.store(res_out_ptr + offs, s, mask=mask)
+    return s.to(tl.float32)
+
+
+@triton.jit
 def store_norm(sf, rstd, w_ptr, out_ptr, offs, cols, mask):
     """`w[cols] * (s * rstd)` at `offs` of out, for `s` in float32 and its row's `rstd`, with
     kernels/norm.py's roundings."""
@@ -163,12 +178,9 @@ def _push_all_reduce_rmsnorm_kernel(
     dtype = out_ptr.dtype.element_ty
     for row in range(pid, rows, tl.num_programs(0)):
         offs = row * width + cols  # within a slot: far below 2^31
-        r = tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # before the wait
-        h = take_sum(buffers[RANK], x_ptr, offs, mask, slot_numel, half, dtype, RANK, WORLD,
-                     WORLD_P2, EMPTY, True)  # fmt: skip
-        s = (h.to(dtype).to(tl.float32) + r).to(dtype)
-        tl.store(res_out_ptr + offs, s, mask=mask)
-        sf = s.to(tl.float32)
+        sf = take_sum_residual(buffers[RANK], x_ptr, res_ptr, res_out_ptr, offs, mask,
+                               slot_numel, half, dtype, RANK, WORLD, WORLD_P2, EMPTY,
+                               True)  # fmt: skip
         rstd = tl.rsqrt(tl.sum(sf * sf, axis=0) / width + eps)
         store_norm(sf, rstd, w_ptr, out_ptr, offs, cols, mask)
     tl.store(counts_ptr + pid, count + 1)

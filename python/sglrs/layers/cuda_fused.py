@@ -65,16 +65,16 @@ def _fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -
 
 
 def reduce_norm(
-    norm: RMSNorm, partial: torch.Tensor, residual: torch.Tensor | None
+    norm: RMSNorm, partial: torch.Tensor, residual: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`norm(s)` and `s`, where `s = residual + the sum over the ranks of partial` (this rank's
     term of a bias-free row-parallel output): one kernel where the push all-reduce takes it,
     else the all-reduce and then the norm."""
-    if residual is not None and type(norm) is RMSNorm:
+    if type(norm) is RMSNorm:
         fused = all_reduce_rmsnorm(partial, residual, norm.weight, norm.eps)
         if fused is not None:
             return fused
-    return _norm(norm, all_reduce(partial), residual)
+    return norm(all_reduce(partial), residual)
 
 
 def _norm(
@@ -164,7 +164,7 @@ def silu_mul_linear(
 ) -> torch.Tensor:
     """`down(act(gate_up))` for `gate_up = [gate | up]`; `down` is row-parallel or whole.
     `reduce=False` (row-parallel `down` without a bias): this rank's term of the sum, for the
-    caller to reduce (`reduce_norm`)."""
+    caller to reduce (`linear_reduce_norm`)."""
     weight, tp = down.weight, _tp_size(down)
     if not reduce and (tp == 1 or down.bias is not None):
         raise ValueError("reduce=False needs a row-parallel projection without a bias")

@@ -208,5 +208,5 @@ class RowLinear(ReplicatedLinear):
 
     def partial_sum(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's term of the output's sum over the ranks (no bias): for a caller that
-        reduces it later, fused with what comes next (cuda_fused.reduce_norm)."""
+        reduces it later, fused with what comes next (cuda_fused.linear_reduce_norm)."""
         return device_linear(x, self.weight, self._packed)
